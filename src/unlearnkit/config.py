@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import os
 import sys
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -345,16 +343,10 @@ def config_hash(cfg: RunConfig) -> str:
 
 
 def save_config(cfg: Any, out_dir: str | Path) -> Path:
-    """Write the resolved config as out_dir/config.yaml, atomically (temp file + os.replace)."""
+    """Write the resolved config as out_dir/config.yaml, atomically."""
+    from unlearnkit.outputs import write_text
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / CONFIG_FILE
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".config.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False, allow_unicode=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text(out_dir / CONFIG_FILE,
+                      yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))

@@ -94,16 +94,24 @@ def remove_stale_partials(out: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json(path: Path, data: dict) -> Path:
-    """JSON written to a temp name and renamed, so readers never see half a file."""
+def write_text(path: Path, text: str) -> Path:
+    """Text written to a temp name beside `path` and renamed, so readers never see half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.write("\n")
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """JSON (indented, one trailing newline) written atomically."""
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def provenance(seed: int, config_hash: str | None = None) -> dict:

@@ -12,6 +12,7 @@ from rich.table import Table
 from unlearnkit.cli.app import app, console
 from unlearnkit.cli.progress import progress_bars
 from unlearnkit.errors import UnlearnError
+from unlearnkit.outputs import write_text
 
 
 def summary_table(summary: dict, title: str = "TOFU") -> Table:
@@ -84,7 +85,7 @@ def eval_cmd(
     meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
                          for k, v in log.items() if k.endswith("_Q_A_Prob")}
     tofu.write_eval(out, summary, log, meta=meta)
-    tofu.atomic_write_text(out / "config.yaml", yaml.safe_dump({"command": "eval", **args}, sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump({"command": "eval", **args}, sort_keys=False))
     console.print(summary_table(summary, f"TOFU {forget}: {meta['name']}"))
     console.print(f"wrote {out}/ (TOFU_EVAL.json, TOFU_SUMMARY.json/.md, TOFU_GENERATIONS.jsonl) "
                   f"in {meta['seconds']:.1f} s")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from unlearnkit.data.formatting import prompt_ids
 from unlearnkit.data.tofu import load_split, perturbed_split_for
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.scoring import answer_nll, answer_nll_multi, generate_answers
+from unlearnkit.outputs import write_text
 
 EVAL_FILE = "TOFU_EVAL.json"
 SUMMARY_FILE = "TOFU_SUMMARY.json"
@@ -391,17 +390,6 @@ def summary_markdown(summary: dict, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_eval(out_dir: str | Path, summary: dict, eval_log: dict, generations: list[dict] | None = None,
                meta: dict | None = None) -> dict[str, Path]:
     """Write TOFU_SUMMARY.json/.md, TOFU_EVAL.json, TOFU_GENERATIONS.jsonl and eval_meta.json atomically."""
@@ -421,5 +409,5 @@ def write_eval(out_dir: str | Path, summary: dict, eval_log: dict, generations: 
         "meta": (out / META_FILE, json.dumps(meta, indent=2, default=str)),
     }
     for path, text in files.values():
-        atomic_write_text(path, text)
+        write_text(path, text)
     return {k: v[0] for k, v in files.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from unlearnkit.eval.tofu import atomic_write_text
+from unlearnkit.outputs import write_text
 
 PLOTS = {"efficiency": "bench_efficiency.png", "fq_mu": "bench_fq_mu.png", "losses": "bench_losses.png"}
 MIB = 2**20
@@ -197,7 +197,7 @@ def write_bench_report(record: dict, out: str | Path) -> dict[str, Path]:
     """bench.md and the three plots into `out` (each written atomically)."""
     out = Path(out)
     paths = {"md": out / "bench.md"}
-    atomic_write_text(paths["md"], markdown(record))
+    write_text(paths["md"], markdown(record))
     paths["efficiency"] = plot_efficiency(record, out / PLOTS["efficiency"])
     paths["fq_mu"] = plot_fq_mu(record, out / PLOTS["fq_mu"])
     paths["losses"] = plot_losses(record, out / PLOTS["losses"])

@@ -14,11 +14,11 @@ from unlearnkit.eval.tofu import (
     EVAL_FILE,
     META_FILE,
     SUMMARY_FILE,
-    atomic_write_text,
     format_value,
     load_eval_log,
     recompute,
 )
+from unlearnkit.outputs import write_text
 
 # (summary key, column header) of the comparison table.
 COLUMNS = (
@@ -129,6 +129,6 @@ def write_report(dirs: list[str | Path], out: str | Path = "report.md") -> dict[
     tmp = paths["png"].with_name("." + paths["png"].name + ".tmp")
     tmp.write_bytes(png)
     tmp.replace(paths["png"])
-    atomic_write_text(paths["markdown"], md)
-    atomic_write_text(paths["html"], render_html(runs, png))
+    write_text(paths["markdown"], md)
+    write_text(paths["html"], render_html(runs, png))
     return paths

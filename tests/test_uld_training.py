@@ -75,6 +75,11 @@ def test_uld_data_sizes_and_contents():
     assert len(uld_forget_records(forget, augment=False)) == len(FORGET)
     assert len(uld_retain_records(forget, RETAIN, perturbed=False)) == len(FORGET)
     assert uld_retain_records(forget, RETAIN, seed=1) != dr  # the retain sample follows the seed
+    everything = uld_retain_records(forget, RETAIN, perturbed=False, retain_size="all")
+    assert sorted(r["question"] for r in everything) == sorted(r["question"] for r in RETAIN)
+    assert len(uld_retain_records(forget, RETAIN, perturbed=False, retain_size=2)) == 2
+    with pytest.raises(UnlearnError, match="retain_size"):
+        uld_retain_records(forget, RETAIN, retain_size="half")
     with pytest.raises(UnlearnError, match="paraphrased_answer"):
         uld_forget_records(FORGET, augment=True)
     with pytest.raises(UnlearnError, match="perturbed_answer"):

@@ -153,17 +153,29 @@ def uld_forget_records(forget: list[dict], augment: bool = True) -> list[dict]:
 
 
 def uld_retain_records(
-    forget: list[dict], retain: list[dict], perturbed: bool = True, seed: int = 0
+    forget: list[dict], retain: list[dict], perturbed: bool = True, seed: int = 0,
+    retain_size: int | str | None = None,
 ) -> list[dict]:
-    """D'r = |Df| retain pairs (seeded sample) plus (forget q, each perturbed_answer) (DESIGN §3).
+    """D'r = retain pairs (a seeded sample) plus (forget q, each perturbed_answer) (DESIGN §3).
 
-    The perturbed pairs teach the assistant not to know the wrong answers either, so subtracting it
-    does not push the unlearned model toward them.
+    `retain_size` None takes |Df| retain pairs (the official code), "all" the whole retain set, an int
+    that many: the assistant is only pushed to uniform on the retain questions it sees, so a larger
+    sample keeps more of the retain set untouched by the subtraction (same cost per epoch). The
+    perturbed pairs teach the assistant not to know the wrong answers either, so subtracting it does
+    not push the unlearned model toward them.
     """
+    if retain_size is None:
+        size = len(forget)
+    elif retain_size == "all":
+        size = len(retain)
+    elif isinstance(retain_size, int) and not isinstance(retain_size, bool) and retain_size >= 0:
+        size = retain_size
+    else:
+        raise UnlearnError(f"ULD retain_size={retain_size!r} is not valid: use null (|Df|, the official "
+                           "choice), \"all\" or a number of retain examples >= 0")
     order = list(range(len(retain)))
     random.Random(seed).shuffle(order)
-    records = [{"question": retain[i]["question"], "answer": retain[i]["answer"]}
-               for i in order[: len(forget)]]
+    records = [{"question": retain[i]["question"], "answer": retain[i]["answer"]} for i in order[:size]]
     if perturbed:
         missing = sum(1 for r in forget if not r.get("perturbed_answer"))
         if missing:

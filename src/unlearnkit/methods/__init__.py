@@ -99,7 +99,7 @@ _SPECS: list[MethodSpec] = [
                {**_TOFU_TRAIN, "lr": 5e-5}, description="representation misdirection (WMDP)"),
     MethodSpec("uld", ULDTrainer,
                {"num_layers": None, "lora": {"r": 16, "alpha": 32, "dropout": 0.05}, "kl_weight": 5.0,
-                "kl_positions": "all", "augment": True, "perturbed_retain": True,
+                "kl_positions": "all", "augment": True, "perturbed_retain": True, "retain_size": None,
                 "weight": 0.8, "filter_factor": 1e-2, "select_best_epoch": True},
                {**_TOFU_TRAIN, "lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1},
                description="unlearning from logit difference (trains a small assistant)"),

@@ -63,7 +63,7 @@ class ULDTrainer(UnlearnTrainer):
     def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None):
         forget_records = uld_forget_records(forget, params.get("augment", True))
         retain_records = uld_retain_records(forget, retain, params.get("perturbed_retain", True),
-                                            settings.seed)
+                                            settings.seed, params.get("retain_size"))
         return ForgetRetainDataset(forget_records, retain_records, tokenizer, settings.max_length,
                                    settings.seed, None, counter)
 

@@ -236,6 +236,33 @@ def test_artifact_roundtrip_and_size(uld, tok, tmp_path):
     assert ULDModel.from_pretrained(art, target=uld.target).config.target_hash == target_hash(uld.target)
 
 
+def test_merged_assistant_same_outputs_target_untouched(uld, tok, tmp_path):
+    from peft.tuners.lora import LoraLayer
+
+    uld.save_pretrained(tmp_path / "art")
+    x = torch.tensor([prompts(tok)[1]])
+    target_state = {k: v.clone() for k, v in uld.target.state_dict().items()}
+    with torch.no_grad():
+        ref = uld(x).logits
+    ref_tokens = uld.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=6, do_sample=False)
+    assert not uld.merged and uld.merge_assistant() is uld and uld.merged
+    assert not any(isinstance(m, LoraLayer) for m in uld.assistant.modules())
+    with torch.no_grad():
+        assert torch.allclose(uld(x).logits, ref, atol=1e-5)
+    assert torch.equal(uld.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=6,
+                                    do_sample=False), ref_tokens)
+    assert all(torch.equal(v, target_state[k]) for k, v in uld.target.state_dict().items())
+    layer_t, layer_a = uld.target.model.layers[0], uld.assistant.model.layers[0]
+    assert layer_a.self_attn.q_proj.weight.data_ptr() != layer_t.self_attn.q_proj.weight.data_ptr()
+    assert uld.assistant.get_input_embeddings().weight.data_ptr() == \
+        uld.target.get_input_embeddings().weight.data_ptr()  # only the K layers' Linears are copied
+    with pytest.raises(UnlearnError, match="merged"):
+        uld.save_pretrained(tmp_path / "again")
+    loaded, _ = load_uld(tmp_path / "art", target=uld.target, merge=True)
+    with torch.no_grad():
+        assert loaded.merged and torch.allclose(loaded(x).logits, ref, atol=1e-5)
+
+
 def test_wrong_target_is_refused(uld, tok, tmp_path):
     art = tmp_path / "art"
     uld.save_pretrained(art)

@@ -239,7 +239,7 @@ def _worker_decode(spec: dict) -> dict:
     if spec.get("artifact"):
         from unlearnkit.models.uld import load_uld
 
-        models["uld"], _ = load_uld(spec["artifact"], target=target)
+        models["uld"], _ = load_uld(spec["artifact"], target=target, merge=True)
     for m in models.values():
         m.eval()
     sizes = spec["batch_sizes"]

@@ -311,6 +311,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
                                          target_path=str(Path(cfg.model.model).resolve())
                                          if Path(cfg.model.model).is_dir() else cfg.model.model)
             final.save_pretrained(tmp / "model", tokenizer=tokenizer)
+            final.merge_assistant()  # saved; from here on it only runs
         else:
             final = result.model
             save_model_atomic(final, tmp / "model", tokenizer)

@@ -15,7 +15,7 @@ def load_for_generation(model: str, target: str | None, weight: float | None,
     from unlearnkit.models.uld import is_uld_artifact, load_uld
 
     if is_uld_artifact(model):
-        uld, tok = load_uld(model, target=target, weight=weight, filter_factor=filter_factor)
+        uld, tok = load_uld(model, target=target, weight=weight, filter_factor=filter_factor, merge=True)
         return uld, tok, uld.target
     if weight is not None or filter_factor is not None:
         raise UnlearnError(f"--weight/--filter-factor apply to ULD artifacts only, and {model} is not one")

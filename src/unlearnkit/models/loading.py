@@ -146,7 +146,7 @@ def load_model_and_tokenizer(
         if (path / "uld_config.json").is_file():
             from unlearnkit.models.uld import load_uld
 
-            return load_uld(path, trust_remote_code=trust_remote_code)
+            return load_uld(path, trust_remote_code=trust_remote_code, merge=True)  # loaded to run, not train
         return load_hf_dir(path, trust_remote_code, dtype)
     if spec_str == SMOLLM2:
         return load_hf_dir(smollm2_dir(), False, dtype)

@@ -190,6 +190,29 @@ class ULDModel(PreTrainedModel, GenerationMixin):
         check_weight_and_filter(self.config.weight, value)
         self.config.filter_factor = float(value)
 
+    @property
+    def merged(self) -> bool:
+        """True once merge_assistant() has folded the LoRA into the assistant's own layer copies."""
+        return not hasattr(self.assistant, "get_base_model")
+
+    def merge_assistant(self) -> ULDModel:
+        """For inference: fold the LoRA into private copies of the assistant's K layers' Linear weights.
+
+        Decoding then skips peft's per-Linear LoRA wrappers (batch-1 greedy on `small`: 0.48x -> 0.61x
+        the target's speed). Costs K/N of the target's layer weights; embeddings, norm and LM head stay
+        shared and the target is untouched. A merged model can no longer be trained or saved.
+        """
+        if self.merged:
+            return self
+        from peft.tuners.lora import LoraLayer
+
+        for module in self.assistant.modules():
+            if isinstance(module, LoraLayer):  # un-share first: merging writes into the base weight
+                base = module.get_base_layer()
+                base.weight = torch.nn.Parameter(base.weight.detach().clone(), requires_grad=False)
+        self.assistant = self.assistant.merge_and_unload()
+        return self
+
     def get_input_embeddings(self):
         return self.target.get_input_embeddings()
 
@@ -250,6 +273,9 @@ class ULDModel(PreTrainedModel, GenerationMixin):
     # ------------------------------------------------------------------------------------- artifact
     def save_pretrained(self, save_directory: str | os.PathLike, tokenizer=None, **_) -> None:
         """Write LoRA adapter + uld_config.json (+ tokenizer) to a temp dir, then move it into place."""
+        if self.merged:
+            raise UnlearnError("this ULD model was merged for inference (merge_assistant) and has no "
+                               "adapter left to save: save it before merging")
         dest = Path(save_directory)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if self.config.target_hash is None:
@@ -328,8 +354,10 @@ def _load_artifact_tokenizer(path: Path):
 
 
 def load_uld(artifact, target=None, weight: float | None = None, filter_factor: float | None = None,
-             trust_remote_code: bool = False):
+             trust_remote_code: bool = False, merge: bool = False):
     """(ULDModel, tokenizer) from an artifact; w and f may be overridden at load time.
+
+    `merge` folds the LoRA into the assistant for faster inference (see ULDModel.merge_assistant).
 
     The tokenizer is the artifact's if it saved one, else the target's; a target whose weights (hash)
     or tokenizer differ from the training target's is refused.
@@ -389,6 +417,6 @@ def load_uld(artifact, target=None, weight: float | None = None, filter_factor: 
     )
     model.config.target_hash = given
     model.config.center = meta.get("center", True)
-    return model, tokenizer
+    return (model.merge_assistant() if merge else model), tokenizer
 
 

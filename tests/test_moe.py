@@ -276,3 +276,29 @@ def test_prepare_moe_micro(tmp_path):
     assert moe_layers(model) and not model.config.output_router_logits
     again = prepare_moe("moe-micro", tmp_path, seed=0, progress=False)
     assert again["models"]["target"]["reused"]
+
+
+def test_experts_cli_contrast_ranking(tok, world, tmp_path, capsys):
+    """`unlearn experts --selection contrast` on a world directory: score = forget − retain affinity."""
+    from helpers import run_cli
+
+    from unlearnkit.finetune import save_model
+    from unlearnkit.models.moe import selection_scores
+
+    model = build_moe_preset("mixtral-tiny", tok, seed=1)
+    save_model(model, tok, tmp_path / "m")
+    write_moe_world(world, tmp_path / "w" / "data")
+    code, err = run_cli(capsys, "experts", "--model", tmp_path / "m", "--data", tmp_path / "w",
+                        "--selection", "contrast", "--out", tmp_path / "o", "--batch-size", "8")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "o" / "affinity.json").read_text())
+    f_aff = expert_affinity(model, make_batches(tok, world.forget, 8, 256))
+    r_aff = expert_affinity(model, make_batches(tok, world.retain, 8, 256))
+    assert torch.allclose(torch.tensor(rep["retain_affinity"]), r_aff, atol=1e-5)
+    scores = selection_scores(f_aff, r_aff, "contrast")
+    assert (rep["selected"]["layer"], rep["selected"]["expert"]) == select_expert(scores, [0, 1, 2, 3])
+    top = rep["ranking"][0]
+    assert top["score"] == pytest.approx(top["affinity"] - top["retain_affinity"], abs=1e-6)
+    code, err = run_cli(capsys, "experts", "--model", tmp_path / "m", "--data", tmp_path / "w",
+                        "--selection", "ratio")
+    assert code == 2 and "--selection 'ratio' is not valid" in err

@@ -125,3 +125,133 @@ def test_lora_and_half_given_expert_are_errors(tok, world):
     with pytest.raises(UnlearnError, match="does not exist"):
         build_trainer("uoe_ga", model, tok, world.forget[:4], params={"expert_layer": 0, "expert": 8},
                       train=TRAIN)
+
+
+def test_contrast_selection_by_hand():
+    """Contrast = forget − retain affinity: it skips an expert every domain uses."""
+    from unlearnkit.models.moe import selection_scores
+
+    forget = torch.tensor([[0.30, 0.12, 0.05], [0.10, 0.09, 0.02]])
+    retain = torch.tensor([[0.35, 0.04, 0.05], [0.08, 0.10, 0.01]])
+    assert select_expert(selection_scores(forget, retain, "affinity"), [0, 1]) == (0, 0)
+    scores = selection_scores(forget, retain, "contrast")
+    assert torch.allclose(scores, torch.tensor([[-0.05, 0.08, 0.0], [0.02, -0.01, 0.01]]))
+    assert select_expert(scores, [0, 1]) == (0, 1)
+    from unlearnkit.models.moe import expert_ranking, only_layers
+
+    deeper = only_layers(scores, [0, 1], [1])
+    assert select_expert(deeper, [0, 1]) == (1, 0)
+    assert [r[:2] for r in expert_ranking(deeper, [0, 1])] == [(1, 0), (1, 2), (1, 1)]
+    with pytest.raises(UnlearnError, match="not MoE layers"):
+        only_layers(scores, [0, 1], [2])
+    with pytest.raises(UnlearnError, match="needs retain data"):
+        selection_scores(forget, None, "contrast")
+    with pytest.raises(UnlearnError, match="unknown expert selection"):
+        selection_scores(forget, retain, "ratio")
+
+
+def test_trainer_contrast_selection_uses_retain_affinity(tok, world):
+    from unlearnkit.eval.moe import make_batches
+
+    model = build_moe_preset("mixtral-tiny", tok, seed=2)
+    forget, retain = world.forget[:8], world.retain[:8]
+    f_aff = expert_affinity(model, make_batches(tok, forget, 4, 48))
+    r_aff = expert_affinity(model, make_batches(tok, retain, 4, 48))
+    trainer = build_trainer("uoe_ga", model, tok, forget, retain, params={"selection": "contrast"},
+                            train=TRAIN)
+    assert torch.allclose(trainer.retain_affinity, r_aff, atol=1e-6)
+    assert (trainer.expert_layer, trainer.expert) == select_expert(f_aff - r_aff, list(range(4)))
+    assert trainer.extra_record()["selection"] == "contrast"
+    deep = build_trainer("uoe_ga", build_moe_preset("mixtral-tiny", tok, seed=2), tok, forget, retain,
+                         params={"selection": "contrast", "candidate_layers": [2, 3]}, train=TRAIN)
+    masked = (f_aff - r_aff).clone()
+    masked[:2] = float("-inf")
+    assert (deep.expert_layer, deep.expert) == select_expert(masked, list(range(4)))
+    with pytest.raises(UnlearnError, match="needs retain examples"):
+        build_trainer("uoe_ga", model, tok, forget, params={"selection": "contrast"}, train=TRAIN)
+
+
+def test_frozen_router_and_router_lr_scale(tok, world):
+    """router_lr_scale=0: the router stays bitwise, the expert trains; 0.25: the router's lr is a quarter."""
+    model = build_moe_preset("qwen2moe-tiny", tok, seed=0)
+    before = _snapshot(model)
+    trainer = build_trainer("uoe_ga", model, tok, world.forget[:8], params={"router_lr_scale": 0.0},
+                            train=TRAIN)
+    trainer.train()
+    prefix = f"model.layers.{trainer.expert_layer}.mlp."
+    assert torch.equal(model.get_parameter(prefix + "gate.weight"), before[prefix + "gate.weight"])
+    up = model.get_parameter(prefix + "experts.gate_up_proj")
+    assert not torch.equal(up[trainer.expert], before[prefix + "experts.gate_up_proj"][trainer.expert])
+    cfg = model.config
+    assert trainer.restriction.trainable_params == 3 * cfg.moe_intermediate_size * cfg.hidden_size
+
+    model = build_moe_preset("qwen2moe-tiny", tok, seed=0)
+    trainer = build_trainer("uoe_ga", model, tok, world.forget[:8], params={"router_lr_scale": 0.25},
+                            train=TRAIN)
+    optimizer = trainer.create_optimizer()
+    router = model.get_parameter(f"model.layers.{trainer.expert_layer}.mlp.gate.weight")
+    lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert lrs[id(router)] == pytest.approx(0.25 * TRAIN["lr"])
+    down = model.get_parameter(f"model.layers.{trainer.expert_layer}.mlp.experts.down_proj")
+    assert lrs[id(down)] == TRAIN["lr"]
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == 3
+    with pytest.raises(UnlearnError, match="router_lr_scale"):
+        build_trainer("uoe_ga", model, tok, world.forget[:4], params={"router_lr_scale": -1.0}, train=TRAIN)
+
+
+@pytest.mark.parametrize("name", ["uoe_ga", "uoe_gd", "uoe_npo", "uoe_rmu"])
+def test_uoe_config_files_match_registry_defaults(name):
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).parents[1] / "src" / "unlearnkit" / "configs" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert data == {"method": {"name": name, "params": REGISTRY[name].params}, "train": REGISTRY[name].train}
+
+
+def test_retain_anchor_by_hand(tok, world):
+    """R = mean over retain tokens of ‖softmax(h Wᵀ) − q‖², q = softmax(h W₀ᵀ) without e*, renormalised."""
+    forget, retain = world.forget[:4], world.retain[:4]
+    model = build_moe_preset("qwen2moe-tiny", tok, seed=0)
+    trainer = build_trainer("uoe_ga", model, tok, forget, retain, train=TRAIN,
+                            params={"expert_layer": 2, "expert": 5, "retain_anchor_weight": 3.0})
+    inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    batch = inputs["retain"]
+    router = model.model.layers[2].mlp.gate
+    w0 = router.weight.detach().clone()
+    with torch.no_grad():
+        router.weight.add_(0.3 * torch.randn_like(router.weight))
+    seen = []
+    handle = router.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach()))
+    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    handle.remove()
+    h = seen[0].reshape(-1, seen[0].shape[-1]).double()
+    q = torch.softmax(h @ w0.double().T, -1)
+    q[:, 5] = 0
+    q = q / q.sum(-1, keepdim=True)
+    diff = torch.softmax(h @ router.weight.double().T, -1) - q
+    by_hand = (diff ** 2).sum(-1)[batch["attention_mask"].reshape(-1).bool()].mean()
+    assert by_hand.item() > 1e-3
+    terms = trainer.loss_terms(model, inputs)
+    assert terms["retain_anchor_loss"].item() == pytest.approx(by_hand.item(), rel=1e-4)
+    expected = terms["forget_loss"] + terms["anchor_loss"] + 3.0 * by_hand.item()
+    assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(UnlearnError, match="retain_anchor_weight > 0 needs retain"):
+        build_trainer("uoe_ga", model, tok, forget, params={"retain_anchor_weight": 1.0}, train=TRAIN)
+
+
+def test_moe_recipe_config_is_valid():
+    """configs/uoe_ga_moe.yaml: only known params and settings (it is loaded like any run config)."""
+    from pathlib import Path
+
+    import yaml
+
+    from unlearnkit.methods.base import TrainSettings
+
+    path = Path(__file__).parents[1] / "src" / "unlearnkit" / "configs" / "uoe_ga_moe.yaml"
+    data = yaml.safe_load(path.read_text())
+    spec = REGISTRY[data["method"]["name"]]
+    params = spec.resolve_params(data["method"]["params"])
+    assert params["selection"] == "contrast" and params["candidate_layers"] == [1, 2, 3]
+    TrainSettings.from_dict(data["train"]).validate()

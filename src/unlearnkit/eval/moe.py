@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 
 from unlearnkit.data.formatting import encode_qa, pad_batch
 from unlearnkit.errors import UnlearnError
-from unlearnkit.models.moe import RouterCapture, expert_affinity, expert_ranking, moe_layers
+from unlearnkit.models.moe import RouterCapture, expert_affinity, expert_ranking, moe_layers, selection_scores
 
 
 def encode_records(tokenizer, records: list[dict], max_length: int = 256) -> list[dict]:
@@ -45,14 +45,30 @@ def make_batches(tokenizer, records: list[dict], batch_size: int = 16, max_lengt
     return [pad_batch(feats[i:i + batch_size], pad, "right") for i in range(0, len(feats), batch_size)]
 
 
-def affinity_report(model, batches: Iterable[dict], top: int = 10) -> dict:
-    """Affinity matrix (MoE layer x routed expert), layer indices, and the ranked (layer, expert, s)."""
+def affinity_report(model, batches: Iterable[dict], top: int = 10,
+                    retain_batches: Iterable[dict] | None = None, selection: str = "affinity") -> dict:
+    """Affinity matrix (MoE layer x routed expert) on forget tokens, layer indices, and the ranking by
+    the selection score (forget affinity, or forget minus retain affinity for "contrast").
+
+    With retain batches the retain affinity is reported too, so a generic expert (high on both) shows.
+    """
     layers = [m.index for m in moe_layers(model)]
     aff = expert_affinity(model, batches)
-    ranking = expert_ranking(aff, layers)
-    return {"layers": layers, "affinity": aff.tolist(), "top_k": moe_layers(model)[0].top_k,
-            "ranking": [{"layer": lay, "expert": e, "affinity": s} for lay, e, s in ranking[:top]],
-            "selected": {"layer": ranking[0][0], "expert": ranking[0][1]}}
+    retain = expert_affinity(model, retain_batches) if retain_batches is not None else None
+    scores = selection_scores(aff, retain, selection)
+    ranking = expert_ranking(scores, layers)
+    rows = []
+    for lay, e, score in ranking[:top]:
+        row = {"layer": lay, "expert": e, "affinity": float(aff[layers.index(lay), e]), "score": score}
+        if retain is not None:
+            row["retain_affinity"] = float(retain[layers.index(lay), e])
+        rows.append(row)
+    report = {"layers": layers, "affinity": aff.tolist(), "top_k": moe_layers(model)[0].top_k,
+              "selection": selection, "ranking": rows,
+              "selected": {"layer": ranking[0][0], "expert": ranking[0][1]}}
+    if retain is not None:
+        report["retain_affinity"] = retain.tolist()
+    return report
 
 
 def expert_rank(affinity: torch.Tensor, layers: list[int], layer: int, expert: int) -> int:
@@ -200,7 +216,10 @@ def plot_tracking(traces: dict[str, list[dict]], path: Path,
 
 
 def ranking_markdown(report: dict) -> str:
-    lines = ["| rank | layer | expert | affinity |", "|---:|---:|---:|---:|"]
+    retain = "retain_affinity" in report["ranking"][0]
+    lines = ["| rank | layer | expert | affinity |" + (" retain affinity | score |" if retain else ""),
+             "|---:|---:|---:|---:|" + ("---:|---:|" if retain else "")]
     for i, r in enumerate(report["ranking"], 1):
-        lines.append(f"| {i} | {r['layer']} | {r['expert']} | {r['affinity']:.4f} |")
+        extra = f" {r['retain_affinity']:.4f} | {r['score']:.4f} |" if retain else ""
+        lines.append(f"| {i} | {r['layer']} | {r['expert']} | {r['affinity']:.4f} |" + extra)
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unlearnkit.data.formatting import pad_batch
+from unlearnkit.data.formatting import encode_qa, pad_batch
 from unlearnkit.errors import UnlearnError
 from unlearnkit.methods.base import TrainSettings, UnlearnTrainer
 from unlearnkit.methods.ga import GATrainer
@@ -29,22 +29,36 @@ from unlearnkit.models.moe import (
     expert_ranking,
     get_layer,
     moe_layers,
+    only_layers,
     restrict_to_expert,
     select_expert,
+    selection_scores,
 )
 
 
-def forget_batches(dataset, batch_size: int, pad_token_id: int):
-    """The forget side of a paired dataset, padded into batches (for the affinity pass)."""
-    items = [dataset[i]["forget"] for i in range(len(dataset))]
+def side_batches(dataset, side: str, batch_size: int, pad_token_id: int):
+    """One side ("forget" or "retain") of a paired dataset, padded into batches (for affinity passes)."""
+    if side == "retain":
+        items = [encode_qa(dataset.tokenizer, r["question"], r["answer"], dataset.max_length)
+                 for r in dataset.retain]
+    else:
+        items = [dataset[i]["forget"] for i in range(len(dataset))]
     for start in range(0, len(items), batch_size):
         yield pad_batch(items[start:start + batch_size], pad_token_id, "right")
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the router's input is captured."""
 
 
 class UOEMixin:
     """Turns a forget/retain trainer into its one-expert version (put it first in the bases).
 
-    Params: expert_layer / expert (None = the highest-affinity pair), anchor_weight (α, 0 disables).
+    Params: expert_layer / expert (None = the best-scoring pair), selection ("affinity": the paper's
+    highest forget affinity; "contrast": forget minus retain affinity, needs retain data),
+    candidate_layers (None = all MoE layers), anchor_weight (α, 0 disables), router_lr_scale (router
+    lr = scale × lr; 0 freezes the router), retain_anchor_weight (β: routes retain tokens as before
+    but away from e*, see `retain_anchor`; 0 = the paper, off).
     """
 
     restriction: ExpertRestriction
@@ -57,24 +71,65 @@ class UOEMixin:
         moe_layers(model)  # a dense model is a user error, raised here with a clear message
         return model
 
+    @classmethod
+    def needs_retain(cls, params: dict) -> bool:
+        """Contrast selection and the retain anchor need the retain data even when the loss does not."""
+        return (super().needs_retain(params) or params.get("selection") == "contrast"
+                or float(params.get("retain_anchor_weight", 0.0)) > 0)
+
+    @classmethod
+    def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None):
+        if params.get("selection") == "contrast" and not retain:
+            raise UnlearnError(f'{cls.name} with selection="contrast" needs retain examples to contrast '
+                               'the forget affinity with: give a retain split or use selection="affinity"')
+        if float(params.get("retain_anchor_weight", 0.0)) > 0 and not retain:
+            raise UnlearnError(f"{cls.name} with retain_anchor_weight > 0 needs retain examples: give a "
+                               "retain split or set retain_anchor_weight=0")
+        return super().build_dataset(forget, retain, tokenizer, params, settings, counter, refusals)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         model = self.model
         layers = [m.index for m in moe_layers(model)]
+        selection = self.params.get("selection", "affinity")
+        scale = float(self.params.get("router_lr_scale", 1.0))
+        if scale < 0:
+            raise UnlearnError(f"{self.name}: router_lr_scale={scale} must be >= 0 (0 freezes the router)")
         pad = self.data_collator.pad_token_id
-        batches = forget_batches(self.train_dataset, self.args.per_device_train_batch_size, pad)
-        self.affinity = expert_affinity(model, batches)
+        size = self.args.per_device_train_batch_size
+        self.affinity = expert_affinity(model, side_batches(self.train_dataset, "forget", size, pad))
+        self.retain_affinity = None
+        if selection == "contrast":
+            retain = side_batches(self.train_dataset, "retain", size, pad)
+            self.retain_affinity = expert_affinity(model, retain)
+        scores = selection_scores(self.affinity, self.retain_affinity, selection)
+        scores = only_layers(scores, layers, self.params.get("candidate_layers"))
         layer, expert = self.params.get("expert_layer"), self.params.get("expert")
-        auto_layer, auto_expert = select_expert(self.affinity, layers)
         if layer is None and expert is None:
-            layer, expert = auto_layer, auto_expert
+            layer, expert = select_expert(scores, layers)
         elif layer is None or expert is None:
             raise UnlearnError(f"{self.name}: give both expert_layer and expert, or neither (auto-select)")
         layer, expert = int(layer), int(expert)
-        self.ranking = expert_ranking(self.affinity, layers)
-        self.restriction = restrict_to_expert(model, layer, expert)
+        self.ranking = expert_ranking(scores, layers)
+        self.restriction = restrict_to_expert(model, layer, expert, train_router=scale > 0)
         self.expert_layer, self.expert = layer, expert
+        self.router_lr_scale = scale
         self._anchor: torch.Tensor | None = None
+        # The router as it was: the retain anchor keeps retain tokens' routing at this layer unchanged.
+        self._router_start = get_layer(model, layer).router.weight.detach().clone()
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the router in its own group at lr × router_lr_scale."""
+        optimizer = super().create_optimizer(model)
+        if self.router_lr_scale in (0.0, 1.0):
+            return optimizer
+        router = get_layer(self.accelerator.unwrap_model(self.model), self.expert_layer).router.weight
+        for group in list(optimizer.param_groups):
+            if any(p is router for p in group["params"]):
+                group["params"] = [p for p in group["params"] if p is not router]
+                optimizer.add_param_group({"params": [router], "weight_decay": group["weight_decay"],
+                                           "lr": group["lr"] * self.router_lr_scale})
+        return optimizer
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         """No weight decay on fused expert tensors: it would shrink the frozen experts too."""
@@ -101,13 +156,45 @@ class UOEMixin:
         self._anchor = anchor_loss(captured[0], self.expert, inputs["forget"]["attention_mask"])
         return loss, terms
 
+    def retain_anchor(self, model, batch: dict) -> torch.Tensor:
+        """R = mean over retain tokens of ‖softmax(W h) − q‖² at layer l*, q = softmax(W₀ h) with e*'s
+        share removed and renormalised (W₀: the router before unlearning): retain tokens keep their
+        routing but leave the expert being unlearned. Everything below the router is frozen, so h is
+        the original model's, and the forward stops at the router."""
+        router = get_layer(self.accelerator.unwrap_model(model), self.expert_layer).router
+        captured: list[torch.Tensor] = []
+
+        def hook(module, args):
+            captured.append(args[0])
+            raise _StopForward
+
+        handle = router.register_forward_pre_hook(hook)
+        try:
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        hidden = captured[0].reshape(-1, captured[0].shape[-1]).float()  # routers are linear: logits = h Wᵀ
+        now = torch.softmax(hidden @ router.weight.float().T, dim=-1)
+        target = torch.softmax(hidden @ self._router_start.to(hidden.device).float().T, dim=-1)
+        target[:, self.expert] = 0  # the routing as it was, but never to e*
+        target = target / target.sum(-1, keepdim=True).clamp(min=1e-12)
+        per_token = ((now - target) ** 2).sum(-1)
+        mask = batch["attention_mask"].reshape(-1).to(per_token.dtype)
+        return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
     def loss_terms(self, model, inputs):
-        """The base terms plus α · anchor."""
+        """The base terms plus α · anchor (plus β · retain anchor when retain_anchor_weight > 0)."""
         terms = super().loss_terms(model, inputs)
         weight = float(self.params.get("anchor_weight", 1.0))
         terms["anchor_loss"] = self._anchor
         if weight:
             terms["loss"] = terms["loss"] + weight * self._anchor
+        retain_weight = float(self.params.get("retain_anchor_weight", 0.0))
+        if retain_weight and self.router_lr_scale > 0:
+            terms["retain_anchor_loss"] = self.retain_anchor(model, inputs["retain"])
+            terms["loss"] = terms["loss"] + retain_weight * terms["retain_anchor_loss"]
         return terms
 
     def extra_record(self) -> dict:
@@ -115,6 +202,8 @@ class UOEMixin:
         r = self.restriction
         return {"expert_layer": r.layer, "expert": r.expert, "trainable_params": r.trainable_params,
                 "total_params": r.total_params, "trainable_share": r.share,
+                "selection": self.params.get("selection", "affinity"),
+                "router_lr_scale": self.router_lr_scale,
                 "affinity_top": [list(x) for x in self.ranking[:5]]}
 
 
@@ -141,7 +230,8 @@ class UOERMUTrainer(UOEMixin, RMUTrainer):
         self.update_layers = [self.expert_layer]
 
 
-_UOE = {"expert_layer": None, "expert": None, "anchor_weight": 1.0}
+_UOE = {"expert_layer": None, "expert": None, "selection": "affinity", "anchor_weight": 1.0,
+        "router_lr_scale": 1.0, "retain_anchor_weight": 0.0, "candidate_layers": None}
 # Tiny-model recipe (`unlearn prepare --preset moe`): one expert has few weights, so a larger lr.
 _UOE_TRAIN = {"lr": 1e-3, "epochs": 5, "batch_size": 16, "grad_accum": 1, "weight_decay": 0.0,
               "warmup_ratio": 0.0}

@@ -221,6 +221,42 @@ def expert_affinity(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
     return totals / count
 
 
+SELECTIONS = ("affinity", "contrast")
+
+
+def selection_scores(forget_affinity: torch.Tensor, retain_affinity: torch.Tensor | None = None,
+                     selection: str = "affinity") -> torch.Tensor:
+    """The score UOE ranks experts by: the forget affinity (the paper), or forget minus retain affinity
+    ("contrast"), which prefers an expert the forget data uses *more than* the rest of the data does.
+
+    The paper's rule can pick a generic expert that every domain routes to (on the `moe` target the
+    top-affinity expert has a higher affinity on retain than on forget tokens); unlearning it then
+    hurts everything it serves.
+    """
+    if selection == "affinity":
+        return forget_affinity
+    if selection == "contrast":
+        if retain_affinity is None:
+            raise UnlearnError('selection="contrast" needs retain data to contrast the forget affinity with')
+        return forget_affinity - retain_affinity
+    raise UnlearnError(f"unknown expert selection {selection!r}: use one of {', '.join(SELECTIONS)}")
+
+
+def only_layers(scores: torch.Tensor, layer_indices: list[int],
+                candidates: Iterable[int] | None) -> torch.Tensor:
+    """Scores with every layer outside `candidates` set to -inf (None = keep all), so selection and
+    ranking skip them; e.g. a first-layer expert routes by token identity and serves every domain."""
+    if candidates is None:
+        return scores
+    candidates = [int(c) for c in candidates]
+    missing = sorted(set(candidates) - set(layer_indices))
+    if missing or not candidates:
+        raise UnlearnError(f"candidate layers {missing or candidates} are not MoE layers: MoE layers are "
+                           f"{layer_indices}")
+    keep = torch.tensor([i in candidates for i in layer_indices]).unsqueeze(1)
+    return scores.masked_fill(~keep, float("-inf"))
+
+
 def select_expert(affinity: torch.Tensor, layer_indices: list[int]) -> tuple[int, int]:
     """(layer index, expert) with the highest affinity."""
     flat = int(affinity.argmax())
@@ -228,10 +264,11 @@ def select_expert(affinity: torch.Tensor, layer_indices: list[int]) -> tuple[int
 
 
 def expert_ranking(affinity: torch.Tensor, layer_indices: list[int]) -> list[tuple[int, int, float]]:
-    """All (layer, expert, affinity), highest first."""
-    order = affinity.flatten().argsort(descending=True).tolist()
+    """All (layer, expert, affinity), highest first (layers masked out with -inf are left out)."""
+    flat = affinity.flatten()
+    order = flat.argsort(descending=True).tolist()
     width = affinity.shape[1]
-    return [(layer_indices[i // width], i % width, float(affinity.flatten()[i])) for i in order]
+    return [(layer_indices[i // width], i % width, float(flat[i])) for i in order if flat[i] > float("-inf")]
 
 
 def anchor_loss(router_logits: torch.Tensor, expert: int,
@@ -275,8 +312,10 @@ class ExpertRestriction:
         self.handles.clear()
 
 
-def restrict_to_expert(model: nn.Module, layer: int, expert: int) -> ExpertRestriction:
-    """Freeze everything except expert `expert` of MoE layer `layer` and that layer's router.
+def restrict_to_expert(model: nn.Module, layer: int, expert: int,
+                       train_router: bool = True) -> ExpertRestriction:
+    """Freeze everything except expert `expert` of MoE layer `layer` and (unless `train_router` is
+    False) that layer's router.
 
     Fused expert tensors stay trainable as a whole but their gradient is masked to slice `expert`;
     the optimizer must not apply weight decay to them (see `masked_names`), else the other experts
@@ -298,9 +337,10 @@ def restrict_to_expert(model: nn.Module, layer: int, expert: int) -> ExpertRestr
             count += int(mask.sum())
         else:
             count += p.numel()
-    router_weight = target.router.weight
-    router_weight.requires_grad_(True)
-    trainable.append(names[id(router_weight)])
-    count += router_weight.numel()
+    if train_router:
+        router_weight = target.router.weight
+        router_weight.requires_grad_(True)
+        trainable.append(names[id(router_weight)])
+        count += router_weight.numel()
     total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     return ExpertRestriction(layer, expert, trainable, masked, count, total, handles)

@@ -241,17 +241,18 @@ def test_retain_anchor_by_hand(tok, world):
         build_trainer("uoe_ga", model, tok, forget, params={"retain_anchor_weight": 1.0}, train=TRAIN)
 
 
-def test_moe_recipe_config_is_valid():
-    """configs/uoe_ga_moe.yaml: only known params and settings (it is loaded like any run config)."""
+@pytest.mark.parametrize("name,layers", [("uoe_ga_moe", [1, 2, 3]), ("uoe_gd_moe", None)])
+def test_moe_recipe_configs_are_valid(name, layers):
+    """configs/uoe_*_moe.yaml: only known params and settings (they are loaded like any run config)."""
     from pathlib import Path
 
     import yaml
 
     from unlearnkit.methods.base import TrainSettings
 
-    path = Path(__file__).parents[1] / "src" / "unlearnkit" / "configs" / "uoe_ga_moe.yaml"
+    path = Path(__file__).parents[1] / "src" / "unlearnkit" / "configs" / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
     spec = REGISTRY[data["method"]["name"]]
     params = spec.resolve_params(data["method"]["params"])
-    assert params["selection"] == "contrast" and params["candidate_layers"] == [1, 2, 3]
+    assert params["selection"] == "contrast" and params["candidate_layers"] == layers
     TrainSettings.from_dict(data["train"]).validate()

@@ -62,18 +62,24 @@ def resolve_layers(n_layers: int, params: dict) -> tuple[int, list[int]]:
 
 
 class _Stop(Exception):
-    """Raised by the capture hook: nothing after the steered layer is needed."""
+    """Raised by the capture hook: nothing after the captured module is needed."""
 
 
-def layer_activations(model: nn.Module, layer: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Output hidden states of `layer` for a batch; the forward stops right after that layer."""
+def capture(model: nn.Module, module: nn.Module, batch: dict[str, torch.Tensor],
+            what: str = "output") -> torch.Tensor:
+    """The output (or with what="input" the first input) of `module` for a batch; the forward stops there."""
     captured = []
 
-    def hook(module, args, output):
+    def output_hook(mod, args, output):
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _Stop
 
-    handle = layer.register_forward_hook(hook)
+    def input_hook(mod, args):
+        captured.append(args[0])
+        raise _Stop
+
+    handle = (module.register_forward_pre_hook(input_hook) if what == "input"
+              else module.register_forward_hook(output_hook))
     try:
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
     except _Stop:
@@ -81,6 +87,11 @@ def layer_activations(model: nn.Module, layer: nn.Module, batch: dict[str, torch
     finally:
         handle.remove()
     return captured[0]
+
+
+def layer_activations(model: nn.Module, layer: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Output hidden states of `layer` for a batch; the forward stops right after that layer."""
+    return capture(model, layer, batch)
 
 
 class RMUTrainer(UnlearnTrainer):

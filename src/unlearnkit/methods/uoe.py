@@ -21,7 +21,7 @@ from unlearnkit.methods.base import TrainSettings, UnlearnTrainer
 from unlearnkit.methods.ga import GATrainer
 from unlearnkit.methods.gd import GDTrainer
 from unlearnkit.methods.npo import NPOTrainer
-from unlearnkit.methods.rmu import RMUTrainer
+from unlearnkit.methods.rmu import RMUTrainer, capture
 from unlearnkit.models.moe import (
     ExpertRestriction,
     anchor_loss,
@@ -45,10 +45,6 @@ def side_batches(dataset, side: str, batch_size: int, pad_token_id: int):
         items = [dataset[i]["forget"] for i in range(len(dataset))]
     for start in range(0, len(items), batch_size):
         yield pad_batch(items[start:start + batch_size], pad_token_id, "right")
-
-
-class _StopForward(Exception):
-    """Raised by a hook to end a forward pass once the router's input is captured."""
 
 
 class UOEMixin:
@@ -162,20 +158,8 @@ class UOEMixin:
         routing but leave the expert being unlearned. Everything below the router is frozen, so h is
         the original model's, and the forward stops at the router."""
         router = get_layer(self.accelerator.unwrap_model(model), self.expert_layer).router
-        captured: list[torch.Tensor] = []
-
-        def hook(module, args):
-            captured.append(args[0])
-            raise _StopForward
-
-        handle = router.register_forward_pre_hook(hook)
-        try:
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        hidden = captured[0].reshape(-1, captured[0].shape[-1]).float()  # routers are linear: logits = h Wᵀ
+        hidden = capture(model, router, batch, what="input")
+        hidden = hidden.reshape(-1, hidden.shape[-1]).float()  # routers are linear: logits = h Wᵀ
         now = torch.softmax(hidden @ router.weight.float().T, dim=-1)
         target = torch.softmax(hidden @ self._router_start.to(hidden.device).float().T, dim=-1)
         target[:, self.expert] = 0  # the routing as it was, but never to e*

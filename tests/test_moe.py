@@ -302,3 +302,30 @@ def test_experts_cli_contrast_ranking(tok, world, tmp_path, capsys):
     code, err = run_cli(capsys, "experts", "--model", tmp_path / "m", "--data", tmp_path / "w",
                         "--selection", "ratio")
     assert code == 2 and "--selection 'ratio' is not valid" in err
+
+
+def test_run_cli_on_a_moe_world_trains_one_expert_and_scores_mcq(tok, world, tmp_path, capsys):
+    """`unlearn run --method uoe_gd` on a multiple-choice world: trains, saves, and MCQ_EVAL.json holds
+    the accuracies of the saved model; --reference (a TOFU notion) is refused with one line."""
+    from helpers import run_cli
+
+    from unlearnkit.eval.mcq import evaluate_domains, load_domain_sets
+    from unlearnkit.finetune import save_model
+    from unlearnkit.models.loading import load_model_and_tokenizer
+
+    model = build_moe_preset("qwen2moe-tiny", tok, seed=1)
+    save_model(model, tok, tmp_path / "m")
+    write_moe_world(world, tmp_path / "w")
+    code, err = run_cli(capsys, "run", "--method", "uoe_gd", "--model", tmp_path / "m", "--data",
+                        tmp_path / "w", "--out", tmp_path / "o", "train.max_steps=2", "train.lr=1e-2")
+    assert code == 0, err
+    record = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert record["forget"] == world.config.forget_domain and record["extra"]["trainable_share"] < 0.1
+    report = json.loads((tmp_path / "o" / "eval" / "MCQ_EVAL.json").read_text())
+    trained, _ = load_model_and_tokenizer(tmp_path / "o" / "model")
+    again = evaluate_domains(trained, tok, load_domain_sets(tmp_path / "w"), world.config.forget_domain)
+    assert report["accuracy"] == again["accuracy"] and report["forget"] == world.config.forget_domain
+    assert record["summary"]["utility_accuracy"] == again["utility_accuracy"]
+    code, err = run_cli(capsys, "run", "--method", "uoe_gd", "--model", tmp_path / "m", "--data",
+                        tmp_path / "w", "--out", tmp_path / "o2", "--reference", tmp_path / "m")
+    assert code == 2 and "multiple-choice world" in err and not (tmp_path / "o2").exists()

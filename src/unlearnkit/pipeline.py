@@ -23,9 +23,17 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
+from unlearnkit.data.moe_world import read_jsonl
 from unlearnkit.data.tofu import check_forget_retain, load_split, perturbed_split_for, retain_split_for
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval import tofu as tofu_eval
+from unlearnkit.eval.mcq import (
+    evaluate_domains,
+    is_mcq_world,
+    load_domain_sets,
+    world_forget_domain,
+    write_mcq_eval,
+)
 from unlearnkit.methods import get_method, unlearn
 from unlearnkit.methods.base import drop_incomplete_checkpoints, find_checkpoint, save_model_atomic
 from unlearnkit.models.loading import load_model_and_tokenizer
@@ -74,7 +82,15 @@ class RunData:
 
 
 def load_run_data(data: str, forget: str, max_samples: int | None = None) -> RunData:
-    """Forget, its perturbed variant and the complementary retain split; they must not overlap."""
+    """Forget, its perturbed variant and the complementary retain split; they must not overlap.
+
+    A multiple-choice world (`unlearn prepare --preset moe`) has one forget and one retain file and no
+    perturbed answers; `forget` is then ignored (the world fixes its forget domain).
+    """
+    if is_mcq_world(data):
+        records = read_jsonl(Path(data) / "forget.jsonl")
+        return RunData(forget=records[:max_samples] if max_samples else records, perturbed=[],
+                       retain=read_jsonl(Path(data) / "retain.jsonl"))
     check_forget_retain(data, forget)
     records = RunData(
         forget=load_split(data, forget, max_samples),
@@ -99,6 +115,18 @@ def evaluate(model, tokenizer, cfg: RunConfig, out: Path, name: str, reference: 
             **(extra_meta or {})}
     tofu_eval.write_eval(out, summary, log, meta=meta)
     return summary
+
+
+def evaluate_mcq(model, tokenizer, cfg: RunConfig, out: Path, name: str) -> dict:
+    """Multiple-choice accuracy per domain of an MC world, written to out/MCQ_EVAL.json; the summary
+    holds forget_accuracy, utility_accuracy and accuracy per domain."""
+    start = time.perf_counter()
+    forget = world_forget_domain(cfg.data.data)
+    result = evaluate_domains(model, tokenizer, load_domain_sets(cfg.data.data), forget,
+                              batch_size=cfg.eval.batch_size)
+    write_mcq_eval(out, result, name=name, forget=forget, seconds=round(time.perf_counter() - start, 2))
+    return {"forget_accuracy": result["forget_accuracy"], "utility_accuracy": result["utility_accuracy"],
+            **{f"{domain}_accuracy": acc for domain, acc in result["accuracy"].items()}}
 
 
 def resolve_reference(cfg: RunConfig, out: Path, progress: ProgressFactory | None = None) -> dict | None:
@@ -231,6 +259,9 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
             raise UnlearnError(f"assistant num_layers={k} is out of range: use an integer >= 1 "
                                "(at most the target's number of layers), or null for N/4")
     if cfg.eval.enabled and cfg.eval.reference:
+        if is_mcq_world(cfg.data.data):
+            raise UnlearnError(f"--reference applies to TOFU data; {cfg.data.data} is a multiple-choice "
+                               "world (scored by accuracy, no retain model needed): drop --reference")
         reference_kind(cfg.eval.reference)
     check_out_spares_inputs(cfg)
 
@@ -268,6 +299,8 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
         raise UnlearnError(f"train.batch_size={batch} must be a multiple of the {world} processes: "
                            "each step's batch is split across them")
     data = load_run_data(cfg.data.data, cfg.data.forget, cfg.data.max_samples)
+    mcq = is_mcq_world(cfg.data.data)
+    forget_name = world_forget_domain(cfg.data.data) if mcq else cfg.data.forget
     model, tokenizer = load_model_and_tokenizer(cfg.model.model, cfg.model.trust_remote_code, cfg.model.dtype)
     is_uld = spec.name == "uld"
     ckpt = checkpoint_dir_for(out)
@@ -296,7 +329,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             raise UnlearnError(f"{err}{kept}") from err
         record = {
             "method": result.method, "model": cfg.model.model, "data": cfg.data.data,
-            "forget": cfg.data.forget, "params": result.params, "train": config_to_dict(result.train),
+            "forget": forget_name, "params": result.params, "train": config_to_dict(result.train),
             "train_seconds": result.train_seconds, "epoch_seconds": result.epoch_seconds,
             "global_steps": result.global_steps, "trainable_params": result.trainable_params,
             "total_params": result.total_params, "truncated": result.truncated, "extra": result.extra,
@@ -316,7 +349,10 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             final = result.model
             save_model_atomic(final, tmp / "model", tokenizer)
         record["artifact_bytes"] = sum(f.stat().st_size for f in (tmp / "model").rglob("*") if f.is_file())
-        if cfg.eval.enabled:
+        if cfg.eval.enabled and mcq:
+            final.eval()
+            record["summary"] = evaluate_mcq(final, tokenizer, cfg, tmp / "eval", result.method)
+        elif cfg.eval.enabled:
             final.eval()
             record["summary"] = evaluate(final, tokenizer, cfg, tmp / "eval", f"{result.method}", reference,
                                          progress, {"method": result.method,

@@ -21,19 +21,23 @@ def mcq_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
 ) -> None:
     """Accuracy by answer-option log-likelihood, per set; with --forget, also mean utility accuracy."""
-    import json
-    import os
-
     from rich.table import Table
 
-    from unlearnkit.eval.mcq import evaluate_domains, load_domain_sets, load_mcq
+    from unlearnkit.eval.mcq import (
+        evaluate_domains,
+        is_mcq_world,
+        load_domain_sets,
+        load_mcq,
+        world_forget_domain,
+        write_mcq_eval,
+    )
     from unlearnkit.models.loading import load_model_and_tokenizer
 
     sets: dict[str, list[dict]] = {}
     for path in data:
         sets.update(load_domain_sets(path) if path.is_dir() else {path.stem: load_mcq(path)})
-    if forget is None and len(data) == 1 and data[0].is_dir() and (data[0] / "world.json").is_file():
-        forget = json.loads((data[0] / "world.json").read_text())["forget_domain"]
+    if forget is None and len(data) == 1 and is_mcq_world(data[0]):
+        forget = world_forget_domain(data[0])
     lm, tok = load_model_and_tokenizer(model)
     summary = evaluate_domains(lm, tok, sets, forget, mode, norm, batch_size)
     table = Table(title=f"multiple-choice accuracy ({mode}, {norm})")
@@ -46,9 +50,4 @@ def mcq_cmd(
         table.add_row("utility (mean)", "", f"{summary['utility_accuracy']:.3f}")
     console.print(table)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "MCQ_EVAL.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"model": model, **summary}, indent=1) + "\n")
-        os.replace(tmp, path)
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {write_mcq_eval(out, summary, model=model)}", highlight=False)

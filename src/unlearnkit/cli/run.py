@@ -83,8 +83,11 @@ def run_cmd(
         return
     from unlearnkit.cli.eval import summary_table
 
-    if "summary" in record:
-        console.print(summary_table(record["summary"], f"{record['method']} on {cfg.data.forget}"))
+    summary = record.get("summary")
+    if summary and "forget_accuracy" in summary:  # a multiple-choice world
+        console.print(" ".join(f"{k} {v:.3f}" for k, v in summary.items()), highlight=False)
+    elif summary:
+        console.print(summary_table(summary, f"{record['method']} on {cfg.data.forget}"))
     console.print(f"trained {record['trainable_params']:,} of {record['total_params']:,} parameters in "
                   f"{record['train_seconds']:.1f} s; artifact {record['artifact_bytes'] / 1e6:.2f} MB; "
                   f"wrote {cfg.out}/", highlight=False)

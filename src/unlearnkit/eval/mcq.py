@@ -168,6 +168,27 @@ def evaluate_domains(model, tokenizer, sets: dict[str, list[dict]], forget: str 
     return summary
 
 
+def is_mcq_world(data_dir: str | Path) -> bool:
+    """A multiple-choice world (`unlearn prepare --preset moe`): world.json, forget.jsonl, mcq_*.jsonl."""
+    d = Path(data_dir)
+    return ((d / "world.json").is_file() and (d / "forget.jsonl").is_file()
+            and any(d.glob("mcq_*.jsonl")))
+
+
+def world_forget_domain(data_dir: str | Path) -> str:
+    """The forget domain a multiple-choice world was built with (its world.json)."""
+    return json.loads((Path(data_dir) / "world.json").read_text())["forget_domain"]
+
+
+def write_mcq_eval(out_dir: str | Path, summary: dict, **meta) -> Path:
+    """MCQ_EVAL.json (summary + per-question details + meta), written atomically."""
+    from unlearnkit.outputs import write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_json(out / "MCQ_EVAL.json", {**meta, **summary})
+
+
 def load_domain_sets(data_dir: str | Path) -> dict[str, list[dict]]:
     """Every mcq_<name>.jsonl of a directory (as written by `unlearn prepare --preset moe`), by name."""
     data_dir = Path(data_dir)

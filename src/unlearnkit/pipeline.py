@@ -3,7 +3,8 @@
 Output layout (DIR):
     config.yaml        the resolved config        run.json     method, timings, params, provenance
     model/             the unlearned model: a save_pretrained dir, a LoRA adapter, or a ULD artifact
-    eval/              TOFU_EVAL.json, TOFU_SUMMARY.json/.md, generations (when evaluation is on)
+    eval/              TOFU_EVAL.json, TOFU_SUMMARY.json/.md, generations (when evaluation is on);
+                       MCQ_EVAL.json instead on a multiple-choice (moe) world
     reference/         the retain model's evaluation, when --reference named a model directory
 """
 

@@ -7,6 +7,7 @@ removed by the next run to the same output.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -94,19 +95,31 @@ def remove_stale_partials(out: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Text written to a temp name beside `path` and renamed, so readers never see half a file."""
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Bytes written to a temp name beside `path` and renamed, so readers never see half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """UTF-8 text written atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig, path: Path, **savefig_kwargs) -> Path:
+    """A matplotlib figure rendered in memory (format from the suffix), then written atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
+    return write_bytes(path, buffer.getvalue())
 
 
 def write_json(path: Path, data: dict) -> Path:

@@ -62,7 +62,7 @@ def experts_cmd(
     from rich.table import Table
 
     from unlearnkit.errors import UnlearnError
-    from unlearnkit.eval.moe import affinity_report, make_batches, plot_affinity, write_json
+    from unlearnkit.eval.moe import affinity_report, make_batches, plot_affinity
     from unlearnkit.models.loading import load_model_and_tokenizer
     from unlearnkit.models.moe import SELECTIONS, set_eager_experts
 
@@ -91,6 +91,9 @@ def experts_cmd(
     sel = report["selected"]
     console.print(f"selected: layer {sel['layer']}, expert {sel['expert']}", highlight=False)
     if out is not None:
+        from unlearnkit.outputs import write_json
+
+        out.mkdir(parents=True, exist_ok=True)
         write_json(out / "affinity.json", {"model": model, "data": str(path),
                                            "retain": str(retain_path) if retain_path else None, **report})
         png = plot_affinity(report["affinity"], report["layers"], out / "affinity.png",

@@ -8,8 +8,6 @@ high at the target layer; on retain tokens it shows how far the unlearning leake
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from transformers import TrainerCallback
 from unlearnkit.data.formatting import encode_qa, pad_batch
 from unlearnkit.errors import UnlearnError
 from unlearnkit.models.moe import RouterCapture, expert_affinity, expert_ranking, moe_layers, selection_scores
+from unlearnkit.outputs import save_figure
 
 
 def encode_records(tokenizer, records: list[dict], max_length: int = 256) -> list[dict]:
@@ -148,21 +147,10 @@ class AffinityTracker(TrainerCallback):
 
 # ---------------------------------------------------------------- output
 
-def write_json(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_affinity(affinity, layers: list[int], path: Path, title: str = "expert affinity on forget tokens",

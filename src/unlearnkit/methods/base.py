@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import time
 import warnings
@@ -27,7 +26,7 @@ from transformers import Trainer, TrainerCallback
 from unlearnkit.data.formatting import IGNORE_INDEX, TruncationCounter
 from unlearnkit.data.unlearning import ForgetRetainDataset, PairedCollator, load_refusals
 from unlearnkit.errors import UnlearnError
-from unlearnkit.outputs import replace_dir
+from unlearnkit.outputs import replace_dir, write_json
 
 RETAIN_LOSSES = ("none", "nll", "kl")
 SAVE_STRATEGIES = ("no", "epoch", "steps")
@@ -216,7 +215,7 @@ class CheckpointMarker(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            write_json_atomic(folder / CHECKPOINT_MARKER, {"global_step": state.global_step,
+            write_json(folder / CHECKPOINT_MARKER, {"global_step": state.global_step,
                                                            "epoch": state.epoch})
 
 
@@ -243,14 +242,6 @@ def drop_incomplete_checkpoints(checkpoint_dir) -> None:
         step = folder.name.removeprefix("checkpoint-")
         if not step.isdigit() or int(step) > last_step:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """JSON to a temp name in the same folder, then renamed: readers see all of it or nothing."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def save_model_atomic(model: nn.Module, path, tokenizer=None) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from unlearnkit.outputs import write_text
+from unlearnkit.outputs import save_figure, write_text
 
 PLOTS = {"efficiency": "bench_efficiency.png", "fq_mu": "bench_fq_mu.png", "losses": "bench_losses.png"}
 MIB = 2**20
@@ -120,11 +120,9 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, format="png")
+    save_figure(fig, path)
     _plt().close(fig)
-    tmp.replace(path)
     return path
 
 

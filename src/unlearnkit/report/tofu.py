@@ -18,7 +18,7 @@ from unlearnkit.eval.tofu import (
     load_eval_log,
     recompute,
 )
-from unlearnkit.outputs import write_text
+from unlearnkit.outputs import write_bytes, write_text
 
 # (summary key, column header) of the comparison table.
 COLUMNS = (
@@ -126,9 +126,7 @@ def write_report(dirs: list[str | Path], out: str | Path = "report.md") -> dict[
     paths = {kind: out.with_suffix(ext) for kind, ext in kinds}
     md = "# TOFU report\n\n" + markdown_table(runs)
     md += f"\n![forget quality vs model utility]({paths['png'].name})\n"
-    tmp = paths["png"].with_name("." + paths["png"].name + ".tmp")
-    tmp.write_bytes(png)
-    tmp.replace(paths["png"])
+    write_bytes(paths["png"], png)
     write_text(paths["markdown"], md)
     write_text(paths["html"], render_html(runs, png))
     return paths

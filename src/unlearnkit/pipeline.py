@@ -118,11 +118,10 @@ def evaluate(model, tokenizer, cfg: RunConfig, out: Path, name: str, reference: 
     return summary
 
 
-def evaluate_mcq(model, tokenizer, cfg: RunConfig, out: Path, name: str) -> dict:
-    """Multiple-choice accuracy per domain of an MC world, written to out/MCQ_EVAL.json; the summary
-    holds forget_accuracy, utility_accuracy and accuracy per domain."""
+def evaluate_mcq(model, tokenizer, cfg: RunConfig, out: Path, name: str, forget: str) -> dict:
+    """Multiple-choice accuracy per domain of an MC world (forget = its forget domain), written to
+    out/MCQ_EVAL.json; the summary holds forget_accuracy, utility_accuracy and accuracy per domain."""
     start = time.perf_counter()
-    forget = world_forget_domain(cfg.data.data)
     result = evaluate_domains(model, tokenizer, load_domain_sets(cfg.data.data), forget,
                               batch_size=cfg.eval.batch_size)
     write_mcq_eval(out, result, name=name, forget=forget, seconds=round(time.perf_counter() - start, 2))
@@ -352,7 +351,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
         record["artifact_bytes"] = sum(f.stat().st_size for f in (tmp / "model").rglob("*") if f.is_file())
         if cfg.eval.enabled and mcq:
             final.eval()
-            record["summary"] = evaluate_mcq(final, tokenizer, cfg, tmp / "eval", result.method)
+            record["summary"] = evaluate_mcq(final, tokenizer, cfg, tmp / "eval", result.method, forget_name)
         elif cfg.eval.enabled:
             final.eval()
             record["summary"] = evaluate(final, tokenizer, cfg, tmp / "eval", f"{result.method}", reference,

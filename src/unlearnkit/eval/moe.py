@@ -16,7 +16,13 @@ from transformers import TrainerCallback
 
 from unlearnkit.data.formatting import encode_qa, pad_batch
 from unlearnkit.errors import UnlearnError
-from unlearnkit.models.moe import RouterCapture, expert_affinity, expert_ranking, moe_layers, selection_scores
+from unlearnkit.models.moe import (
+    expert_affinity,
+    expert_ranking,
+    moe_layers,
+    router_passes,
+    selection_scores,
+)
 from unlearnkit.outputs import save_figure
 
 
@@ -76,25 +82,15 @@ def expert_rank(affinity: torch.Tensor, layers: list[int], layer: int, expert: i
     return int((affinity > value).sum()) + 1
 
 
-@torch.no_grad()
 def routing_sets(model, batches: Iterable[dict]) -> dict[int, torch.Tensor]:
     """Per MoE layer, the top-k expert indices (real tokens only, (N, k), sorted)."""
     layers = moe_layers(model)
     out: dict[int, list[torch.Tensor]] = {m.index: [] for m in layers}
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        with RouterCapture(model) as cap:
-            for batch in batches:
-                mask = batch["attention_mask"].to(device)
-                model(input_ids=batch["input_ids"].to(device), attention_mask=mask, use_cache=False)
-                keep = mask.reshape(-1).bool()
-                for m in layers:
-                    top = cap.logits[m.index].float().topk(m.top_k, dim=-1).indices
-                    out[m.index].append(top[keep].sort(-1).values.cpu())
-    finally:
-        model.train(was_training)
+    for logits, mask in router_passes(model, batches):
+        keep = mask.reshape(-1).bool()
+        for m in layers:
+            top = logits[m.index].float().topk(m.top_k, dim=-1).indices
+            out[m.index].append(top[keep].sort(-1).values.cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
 

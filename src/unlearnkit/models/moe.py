@@ -195,27 +195,34 @@ def sequence_affinity(gated: torch.Tensor, attention_mask: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def expert_affinity(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """s(l, e) = mean over sequences of the mean over tokens of g̃(l, e, t) (DESIGN §4).
-
-    Returns (number of MoE layers, E) in `moe_layers` order; padding is excluded via attention_mask.
-    """
-    layers = moe_layers(model)
+def router_passes(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]):
+    """Eval-mode forwards over `batches`, yielding (router logits by layer index, attention mask) per
+    batch; the model's train/eval mode is restored afterwards (also when the caller stops early)."""
     was_training = model.training
     model.eval()
-    totals, count = None, 0
     device = next(model.parameters()).device
     try:
         with RouterCapture(model) as cap:
             for batch in batches:
                 mask = batch["attention_mask"].to(device)
                 model(input_ids=batch["input_ids"].to(device), attention_mask=mask, use_cache=False)
-                rows = torch.stack([sequence_affinity(topk_gate_probs(cap.logits[m.index], m.top_k), mask)
-                                    for m in layers])  # (L, B, E)
-                totals = rows.sum(1) if totals is None else totals + rows.sum(1)
-                count += mask.shape[0]
+                yield cap.logits, mask
     finally:
         model.train(was_training)
+
+
+def expert_affinity(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """s(l, e) = mean over sequences of the mean over tokens of g̃(l, e, t) (DESIGN §4).
+
+    Returns (number of MoE layers, E) in `moe_layers` order; padding is excluded via attention_mask.
+    """
+    layers = moe_layers(model)
+    totals, count = None, 0
+    for logits, mask in router_passes(model, batches):
+        rows = torch.stack([sequence_affinity(topk_gate_probs(logits[m.index], m.top_k), mask)
+                            for m in layers])  # (L, B, E)
+        totals = rows.sum(1) if totals is None else totals + rows.sum(1)
+        count += mask.shape[0]
     if not count:
         raise UnlearnError("no forget sequences to compute expert affinity on: give a non-empty forget set")
     return totals / count

@@ -14,6 +14,7 @@ from unlearnkit.errors import UnlearnError
 from unlearnkit.models.assistant import build_assistant
 from unlearnkit.models.presets import build_preset
 from unlearnkit.models.uld import (
+    CACHE_KEY,
     ULDConfig,
     ULDModel,
     is_uld_artifact,
@@ -126,12 +127,12 @@ def test_cached_equals_uncached(uld, tok):
     x = torch.tensor([prompts(tok)[1] + [7, 8, 9]])
     with torch.no_grad():
         full = uld(x).logits
-        out = uld(x[:, :5], past_key_values=uld.new_cache(), use_cache=True)
+        out = uld(x[:, :5], use_cache=True, **{CACHE_KEY: uld.new_cache()})
         steps = [out.logits]
-        cache = out.past_key_values
+        cache = out[CACHE_KEY]
         assert cache.get_seq_length() == 5 and cache.assistant_cache.get_seq_length() == 5
         for t in range(5, x.shape[1]):
-            out = uld(x[:, t:t + 1], past_key_values=cache, use_cache=True)
+            out = uld(x[:, t:t + 1], use_cache=True, **{CACHE_KEY: cache})
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-5)
 
@@ -185,7 +186,7 @@ def test_beam_search_and_sampling(uld, tok):
 def test_cache_operations_reach_the_assistant_cache(uld, tok):
     x = torch.tensor([prompts(tok)[0][:4], prompts(tok)[1][:4]])
     with torch.no_grad():
-        cache = uld(x, use_cache=True).past_key_values
+        cache = uld(x, use_cache=True)[CACHE_KEY]
 
     def keys(c):
         return c.layers[0].keys.clone()

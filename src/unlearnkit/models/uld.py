@@ -31,6 +31,9 @@ ULD_FORMAT = "unlearnkit-uld"
 DEFAULT_WEIGHT = 0.8
 # The official ULD TOFU evaluation uses top_logit_filter=1e-2 (its config default is 0.1).
 DEFAULT_FILTER_FACTOR = 1e-2
+# transformers 5.24 renamed the KV-cache argument and output field `past_key_values` -> `cache`
+# (the old name warns until 5.40); generate() passes and reorders the cache only under the new name.
+CACHE_KEY = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def check_weight_and_filter(weight: float, filter_factor: float) -> None:
@@ -234,41 +237,41 @@ class ULDModel(PreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        cache: ULDCache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        if past_key_values is not None and not isinstance(past_key_values, ULDCache):
-            raise UnlearnError("ULDModel needs a ULDCache (model.new_cache()) as past_key_values, "
-                               f"got {type(past_key_values).__name__}")
-        if use_cache and past_key_values is None:
-            past_key_values = self.new_cache()
+        cache = cache if cache is not None else past_key_values  # either name, whatever the version
+        if cache is not None and not isinstance(cache, ULDCache):
+            raise UnlearnError("ULDModel needs a ULDCache (model.new_cache()) as its cache, "
+                               f"got {type(cache).__name__}")
+        if use_cache and cache is None:
+            cache = self.new_cache()
         shared = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                       inputs_embeds=inputs_embeds, use_cache=use_cache, logits_to_keep=logits_to_keep,
                       **kwargs)
-        out_t = self.target(past_key_values=past_key_values, **shared)
-        assistant_cache = past_key_values.assistant_cache if past_key_values is not None else None
-        out_a = self.assistant(past_key_values=assistant_cache, **shared)
+        out_t = self.target(**shared, **{CACHE_KEY: cache})
+        out_a = self.assistant(**shared, **{CACHE_KEY: cache.assistant_cache if cache is not None else None})
         logits = uld_logits(out_t.logits, out_a.logits, self.config.weight, self.config.filter_factor,
                             self.config.center)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                    ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits,
-                                      past_key_values=past_key_values if use_cache else None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_KEY: cache if use_cache else None})
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
         """generate() would build one DynamicCache for one model; we need one cache per sub-model."""
-        user_cache = model_kwargs.get("past_key_values")
+        user_cache = model_kwargs.get(CACHE_KEY)
         if user_cache is not None:
             if not isinstance(user_cache, ULDCache):
-                raise UnlearnError("pass a ULDCache (model.new_cache()) as past_key_values to a ULDModel")
+                raise UnlearnError("pass a ULDCache (model.new_cache()) as the cache of a ULDModel")
             return
         if generation_config.use_cache is False:
             return
         if generation_config.cache_implementation not in (None, "dynamic"):
             raise UnlearnError(f"ULDModel supports only the dynamic KV cache, not "
                                f"cache_implementation={generation_config.cache_implementation!r}")
-        model_kwargs["past_key_values"] = self.new_cache()
+        model_kwargs[CACHE_KEY] = self.new_cache()
 
     # ------------------------------------------------------------------------------------- artifact
     def save_pretrained(self, save_directory: str | os.PathLike, tokenizer=None, **_) -> None:

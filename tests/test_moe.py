@@ -278,6 +278,49 @@ def test_prepare_moe_micro(tmp_path):
     assert again["models"]["target"]["reused"]
 
 
+def test_domain_routing_loss_by_hand():
+    from unlearnkit.prepare_moe import domain_routing_loss
+
+    # two layers, 2 sequences x 2 tokens (router logits flattened to (B*T, E)); token (1, 1) is padding
+    layer0 = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [9.0, 9.0, 9.0]])
+    layer1 = torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    domain, mask = torch.tensor([0, 1]), torch.tensor([[1, 1], [1, 0]])
+
+    def nll(row, target):
+        return -torch.log_softmax(row, -1)[target].item()
+
+    hand0 = (nll(layer0[0], 0) + nll(layer0[1], 0) + nll(layer0[2], 1)) / 3
+    hand1 = (nll(layer1[0], 0) + nll(layer1[1], 0) + nll(layer1[2], 1)) / 3
+    got = domain_routing_loss((layer0, layer1), domain, mask)
+    assert got.item() == pytest.approx((hand0 + hand1) / 2, rel=1e-6)
+
+
+def test_domain_routing_makes_each_domain_prefer_its_expert(world, tok):
+    """Pre-training with the routing term: domain d's tokens go to expert d far above chance (2/8)."""
+    from unlearnkit.finetune import FinetuneConfig
+    from unlearnkit.prepare_moe import train_moe_target
+
+    domains = world.config.domains
+    cfg = FinetuneConfig(epochs=3, lr=3e-3, batch_size=16, max_length=64)
+
+    def share_of_own_expert(model) -> float:
+        shares = []
+        for d, name in enumerate(domains):
+            records = [r for r in world.train if r["domain"] == name][:12]
+            for chosen in routing_sets(model, make_batches(tok, records, batch_size=12)).values():
+                shares.append((chosen == d).any(-1).float().mean().item())
+        return sum(shares) / len(shares)
+
+    routed = build_moe_preset("qwen2moe-tiny", tok, seed=0)
+    train_moe_target(routed, tok, world.train, cfg, False, domains, domain_routing=1.0)
+    plain = build_moe_preset("qwen2moe-tiny", tok, seed=0)
+    train_moe_target(plain, tok, world.train, cfg, False)
+    assert share_of_own_expert(routed) > 0.9 > 0.5 > share_of_own_expert(plain)
+    assert not routed.config.output_router_logits
+    with pytest.raises(UnlearnError, match="an expert per domain"):
+        train_moe_target(plain, tok, world.train, cfg, False, [f"d{i}" for i in range(9)], 1.0)
+
+
 def test_experts_cli_contrast_ranking(tok, world, tmp_path, capsys):
     """`unlearn experts --selection contrast` on a world directory: score = forget − retain affinity."""
     from helpers import run_cli

@@ -11,6 +11,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,8 +112,13 @@ def _apply_lora(model, lora: dict):
 
 
 def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir: Path | None = None,
-             progress: bool = True, description: str = "finetune", overwrite: bool = True) -> FinetuneResult:
+             progress: bool = True, description: str = "finetune", overwrite: bool = True,
+             trainer_cls: Callable[..., Trainer] = Trainer,
+             extra_keys: tuple[str, ...] = ()) -> FinetuneResult:
     """Train `model` on QA `records` (answer-token loss) and save it to out_dir if given.
+
+    `trainer_cls` lets a caller add a loss term (a Trainer subclass overriding compute_loss); the
+    records' `extra_keys` fields reach it as (B,) tensors in the batch.
 
     With cfg.lora, LoRA adapters are trained and merged into the weights before saving (merge_and_unload),
     so the saved directory is always a plain model loadable by AutoModelForCausalLM. The trained model is
@@ -122,6 +128,8 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
         raise UnlearnError("no training records: check the data file and split name")
     counter = TruncationCounter()
     features = encode_records(tokenizer, records, cfg.max_length, counter)
+    for feature, record in zip(features, records, strict=True):
+        feature.update({key: record[key] for key in extra_keys})
     train_model = _apply_lora(model, cfg.lora) if cfg.lora else model
     losses: list[float] = []
 
@@ -141,8 +149,9 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
             use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, optim="adamw_torch",
         )
         callbacks = [_Losses()] + ([RichProgress(description)] if progress else [])
-        trainer = Trainer(model=train_model, args=args, train_dataset=features,
-                          data_collator=QACollator(_pad_id(tokenizer)), callbacks=callbacks)
+        trainer = trainer_cls(model=train_model, args=args, train_dataset=features,
+                              data_collator=QACollator(_pad_id(tokenizer), extra_keys=extra_keys),
+                              callbacks=callbacks)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
         start = time.perf_counter()
         trainer.train()

@@ -111,12 +111,17 @@ def pad_batch(
 
 @dataclass
 class QACollator:
-    """Collator for encoded QA features; use as a Trainer data_collator."""
+    """Collator for encoded QA features; use as a Trainer data_collator. `extra_keys` are per-example
+    integers (e.g. a domain id) passed through as a (B,) tensor."""
 
     pad_token_id: int
     padding_side: str = "right"
+    extra_keys: tuple[str, ...] = ()
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         keep = ("input_ids", "attention_mask", "labels")
-        return pad_batch([{k: f[k] for k in keep if k in f} for f in features],
-                         self.pad_token_id, self.padding_side)
+        batch = pad_batch([{k: f[k] for k in keep if k in f} for f in features],
+                          self.pad_token_id, self.padding_side)
+        for key in self.extra_keys:
+            batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        return batch

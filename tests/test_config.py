@@ -123,6 +123,9 @@ def test_dotted_keys_inside_yaml(tmp_path):
         ("train.batch_size=0", "train.batch_size must be >= 1, got 0"),
         ("train.lr=.nan", "config key 'train.lr' must be a finite number, got float nan"),
         ("train.lr=1e400", "config key 'train.lr' must be a finite number, got str '1e400'"),
+        ("train.save_strategy=best", "config key 'train.save_strategy' expects one of 'no', 'epoch'"),
+        ("eval.stop_at_forget_accuracy=1.5", "eval.stop_at_forget_accuracy is an accuracy: use a value in"),
+        ("eval.stop_check_steps=0", "eval.stop_check_steps must be >= 1, got 0"),
         (
             "data.data=0123",
             "config key 'data.data' expects str, got int 83 (quote the value to keep it as text)",
@@ -138,6 +141,8 @@ def test_int_accepted_for_float_and_integral_values_for_int():
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert cfg.train.batch_size == 16 and isinstance(cfg.train.batch_size, int)
     assert cfg.train.max_steps == 1000
+    # YAML 1.1 reads an unquoted `no` as false; `save_strategy=no` still means "no"
+    assert load_config(None, ["train.save_strategy=no"]).train.save_strategy == "no"
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.moe import (
     AffinityTracker,
     expert_rank,
+    expert_share,
     make_batches,
     routing_overlap,
     routing_sets,
@@ -369,6 +370,67 @@ def test_run_cli_on_a_moe_world_trains_one_expert_and_scores_mcq(tok, world, tmp
     again = evaluate_domains(trained, tok, load_domain_sets(tmp_path / "w"), world.config.forget_domain)
     assert report["accuracy"] == again["accuracy"] and report["forget"] == world.config.forget_domain
     assert record["summary"]["utility_accuracy"] == again["utility_accuracy"]
+    # diagnostics: routing before/after on the first forget and retain records, watching the trained expert
+    routing = json.loads((tmp_path / "o" / "diagnostics" / "ROUTING.json").read_text())
+    layer, expert = record["extra"]["expert_layer"], record["extra"]["expert"]
+    assert routing["watched"] == {"layer": layer, "expert": expert} == record["routing"]["watched"]
+    model_before, trained_sets = model.eval(), {}
+    for part in ("forget", "retain"):
+        batches = make_batches(tok, getattr(world, part)[:64], batch_size=16, max_length=256)
+        before, after = routing_sets(model_before, batches), routing_sets(trained, batches)
+        assert routing["expert_share"][part] == {"before": expert_share(before, layer, expert),
+                                                 "after": expert_share(after, layer, expert)}
+        trained_sets[part] = routing_overlap(before, after)
+        for lay in range(layer):  # layers below the trained one see unchanged inputs
+            assert routing["overlap"][part]["per_layer"][str(lay)] == 1.0
+    assert record["routing"]["overlap_forget"] == pytest.approx(trained_sets["forget"]["mean"])
+    assert [t["step"] for t in routing["trace"]][0] == 0 and routing["trace"][-1]["step"] == 2
+    for name in ("affinity_before.png", "affinity_after.png", "expert_tracking.png"):
+        assert (tmp_path / "o" / "diagnostics" / name).stat().st_size > 0
     code, err = run_cli(capsys, "run", "--method", "uoe_gd", "--model", tmp_path / "m", "--data",
                         tmp_path / "w", "--out", tmp_path / "o2", "--reference", tmp_path / "m")
     assert code == 2 and "multiple-choice world" in err and not (tmp_path / "o2").exists()
+
+
+def test_stop_at_forget_accuracy(tok, world, tmp_path, capsys):
+    """eval.stop_at_forget_accuracy: a threshold every check meets stops at the first check, and the saved
+    model is the one that check scored; one no check meets leaves training exactly as without the
+    option; on TOFU data the option is refused before anything runs."""
+    from helpers import run_cli
+    from safetensors.torch import load_file
+
+    from unlearnkit.eval.mcq import load_domain_sets, mcq_accuracy
+    from unlearnkit.finetune import save_model
+    from unlearnkit.models.loading import load_model_and_tokenizer
+
+    save_model(build_moe_preset("qwen2moe-tiny", tok, seed=1), tok, tmp_path / "m")
+    write_moe_world(world, tmp_path / "w")
+    base = ["run", "--method", "uoe_ga", "--model", tmp_path / "m", "--data", tmp_path / "w",
+            "train.max_steps=4", "train.lr=1e-2", "train.save_strategy=no", "eval.enabled=false"]
+
+    def record(name: str) -> dict:
+        return json.loads((tmp_path / name / "run.json").read_text())
+
+    code, err = run_cli(capsys, *base, "--out", tmp_path / "early", "--stop-at-forget-accuracy", "1",
+                        "eval.stop_check_steps=2")
+    assert code == 0, err
+    early = record("early")
+    assert early["global_steps"] == 2 and early["stopped_at_step"] == 2
+    [check] = early["forget_accuracy_checks"]
+    trained, _ = load_model_and_tokenizer(tmp_path / "early" / "model")
+    items = load_domain_sets(tmp_path / "w")[world.config.forget_domain]
+    assert check == {"step": 2, "forget_accuracy": mcq_accuracy(trained, tok, items)["accuracy"]}
+
+    for name, extra in (("never", ["--stop-at-forget-accuracy", "0"]), ("plain", [])):
+        # a small lr keeps forget accuracy above 0 for 4 steps (GA at 1e-2 reaches 0 on this tiny world)
+        code, err = run_cli(capsys, *base, "--out", tmp_path / name, "train.lr=1e-3", *extra)
+        assert code == 0, err
+    never = record("never")
+    assert never["stopped_at_step"] is None and record("plain")["global_steps"] == never["global_steps"] == 4
+    assert [c["step"] for c in never["forget_accuracy_checks"]] == [1, 2, 3, 4]
+    a, b = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("never", "plain"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    code, err = run_cli(capsys, "run", "--method", "ga", "--model", tmp_path / "m", "--data",
+                        tmp_path / "tofu", "--out", tmp_path / "o", "--stop-at-forget-accuracy", "0.3")
+    assert code == 2 and "needs a multiple-choice world" in err and not (tmp_path / "o").exists()

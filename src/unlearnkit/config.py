@@ -86,11 +86,19 @@ class EvalConfig:
     max_new_tokens: int = 200
     max_samples: int | None = None
     enabled: bool = True
+    # Multiple-choice worlds: stop training at the first check (every stop_check_steps optimizer steps)
+    # whose forget-domain accuracy is <= this; compares methods at equal forgetting. Off when null.
+    stop_at_forget_accuracy: float | None = None
+    stop_check_steps: int = 1
 
     def __post_init__(self) -> None:
         _check_positive("eval.batch_size", self.batch_size)
         _check_positive("eval.max_new_tokens", self.max_new_tokens)
         _check_positive("eval.max_samples", self.max_samples)
+        _check_positive("eval.stop_check_steps", self.stop_check_steps)
+        if self.stop_at_forget_accuracy is not None and not 0 <= self.stop_at_forget_accuracy <= 1:
+            raise UnlearnError("eval.stop_at_forget_accuracy is an accuracy: use a value in [0, 1], "
+                               f"got {self.stop_at_forget_accuracy}")
 
 
 @dataclass
@@ -151,6 +159,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 except _TypeMismatch:
                     pass
     elif origin is Literal:
+        if value is False and "no" in typing.get_args(tp):  # YAML 1.1 reads an unquoted `no` as false
+            return "no"
         if value in typing.get_args(tp) and isinstance(value, str):
             return value
     elif tp is bool:

@@ -6,6 +6,8 @@ Output layout (DIR):
     eval/              TOFU_EVAL.json, TOFU_SUMMARY.json/.md, generations (when evaluation is on);
                        MCQ_EVAL.json instead on a multiple-choice (moe) world
     reference/         the retain model's evaluation, when --reference named a model directory
+    diagnostics/       MoE models: ROUTING.json (routing overlap before/after on forget and retain
+                       tokens, the watched expert's share and affinity/rank per logging step) and plots
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -29,15 +32,18 @@ from unlearnkit.data.tofu import check_forget_retain, load_split, perturbed_spli
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval import tofu as tofu_eval
 from unlearnkit.eval.mcq import (
+    ForgetAccuracyStop,
     evaluate_domains,
     is_mcq_world,
     load_domain_sets,
     world_forget_domain,
     write_mcq_eval,
 )
+from unlearnkit.eval.moe import RoutingMonitor, make_batches, write_routing
 from unlearnkit.methods import get_method, unlearn
 from unlearnkit.methods.base import drop_incomplete_checkpoints, find_checkpoint, save_model_atomic
 from unlearnkit.models.loading import load_model_and_tokenizer
+from unlearnkit.models.moe import moe_layers
 from unlearnkit.models.uld import ULDModel, check_weight_and_filter
 from unlearnkit.outputs import atomic_dir, check_out_dir, provenance, write_json
 
@@ -45,6 +51,7 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 CHECKPOINT_CONFIG = "unlearnkit_run.json"  # in <out>.checkpoints/: the config hash the checkpoints belong to
 BEST_STATE = "best_epoch.json"  # in a checkpoint: BestEpoch's history
 BEST_ADAPTER = "best_adapter.safetensors"  # in a checkpoint: BestEpoch's best adapter so far
+ROUTING_RECORDS = 64  # forget and retain records whose routing an MoE run tracks (diagnostics/)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -263,6 +270,9 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
             raise UnlearnError(f"--reference applies to TOFU data; {cfg.data.data} is a multiple-choice "
                                "world (scored by accuracy, no retain model needed): drop --reference")
         reference_kind(cfg.eval.reference)
+    if cfg.eval.stop_at_forget_accuracy is not None and not is_mcq_world(cfg.data.data):
+        raise UnlearnError(f"eval.stop_at_forget_accuracy needs a multiple-choice world (unlearn prepare "
+                           f"--preset moe); {cfg.data.data} is TOFU data: drop the option")
     check_out_spares_inputs(cfg)
 
 
@@ -319,6 +329,20 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             if resume_from is not None:
                 best.load(resume_from)
             extra_callbacks.append(best)
+        stop = None
+        if cfg.eval.stop_at_forget_accuracy is not None:
+            wrap = partial(ULDModel.from_target, model, weight=params["weight"],
+                           filter_factor=params["filter_factor"]) if is_uld else None
+            stop = ForgetAccuracyStop(tokenizer, load_domain_sets(cfg.data.data)[forget_name],
+                                      cfg.eval.stop_at_forget_accuracy, cfg.eval.stop_check_steps,
+                                      cfg.eval.batch_size, wrap)
+            extra_callbacks.append(stop)
+        monitor = None
+        if not is_uld and moe_layers(model):
+            monitor = RoutingMonitor(model, *(make_batches(tokenizer, records[:ROUTING_RECORDS],
+                                                           cfg.eval.batch_size, cfg.data.max_length)
+                                              for records in (data.forget, data.retain)))
+            extra_callbacks.append(monitor)
         try:
             result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, train, None,
                              data.perturbed, extra_callbacks, checkpoint_dir=ckpt if saving else None,
@@ -336,6 +360,16 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             "log_history": result.log_history, "resumed_from": resume_from.name if resume_from else None,
             **provenance(cfg.seed, config_hash(cfg)),
         }
+        if monitor is not None:
+            chosen = result.extra or {}
+            watched = (chosen["expert_layer"], chosen["expert"]) if "expert_layer" in chosen else None
+            routing = monitor.report(result.model, result.global_steps, watched)
+            write_routing(tmp / "diagnostics", routing)
+            record["routing"] = {"watched": routing["watched"], "expert_share": routing["expert_share"],
+                                 **{f"overlap_{part}": v["mean"] for part, v in routing["overlap"].items()}}
+        if stop is not None:
+            record["stopped_at_step"] = stop.stopped_at
+            record["forget_accuracy_checks"] = stop.history
         if is_uld:
             if best is not None:
                 record["best_epoch"] = best.restore(result.model)

@@ -50,6 +50,9 @@ def run_cmd(
     no_eval: bool = typer.Option(False, "--no-eval", help="Train and save only."),
     max_samples: int = typer.Option(None, "--max-samples", min=1,
                                     help="Evaluate the first N rows per split."),
+    stop_at: float = typer.Option(None, "--stop-at-forget-accuracy",
+                                  help="MC worlds: stop at the first step whose forget-domain accuracy "
+                                       "is <= this (checked every eval.stop_check_steps steps)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue an interrupted run from OUT.checkpoints/."),
@@ -67,7 +70,8 @@ def run_cmd(
     config_path = args.pop(0) if args and args[0].endswith((".yaml", ".yml")) else None
     flags = {"method.name": method, "model.model": model, "data.data": data, "data.forget": forget,
              "out": out, "eval.reference": reference, "train.seed": seed, "train.epochs": epochs,
-             "train.lr": lr, "train.lora.r": lora_r, "eval.max_samples": max_samples}
+             "train.lr": lr, "train.lora.r": lora_r, "eval.max_samples": max_samples,
+             "eval.stop_at_forget_accuracy": stop_at}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
     overrides += ["overwrite=true"] * overwrite + ["eval.enabled=false"] * no_eval + ["resume=true"] * resume
     overrides += ["model.trust_remote_code=true"] * trust_remote_code
@@ -83,6 +87,18 @@ def run_cmd(
         return
     from unlearnkit.cli.eval import summary_table
 
+    if record.get("forget_accuracy_checks"):
+        last = record["forget_accuracy_checks"][-1]
+        reached = "reached" if record["stopped_at_step"] is not None else "not reached"
+        console.print(f"stop at forget accuracy <= {cfg.eval.stop_at_forget_accuracy}: {reached}, last check "
+                      f"step {last['step']} -> {last['forget_accuracy']:.3f}", highlight=False)
+    if record.get("routing"):
+        r, share = record["routing"], record["routing"]["expert_share"]
+        console.print(f"routing overlap forget {r['overlap_forget']:.2f} / retain {r['overlap_retain']:.2f}; "
+                      f"expert L{r['watched']['layer']} E{r['watched']['expert']} in the top-k of forget "
+                      f"tokens {share['forget']['before']:.2f} -> {share['forget']['after']:.2f}, retain "
+                      f"{share['retain']['before']:.2f} -> {share['retain']['after']:.2f} (diagnostics/)",
+                      highlight=False)
     summary = record.get("summary")
     if summary and "forget_accuracy" in summary:  # a multiple-choice world
         console.print(" ".join(f"{k} {v:.3f}" for k, v in summary.items()), highlight=False)

@@ -14,9 +14,11 @@ Items use the WMDP layout {"question", "choices": [...], "answer": int}; MMLU fi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from unlearnkit.data.formatting import IGNORE_INDEX, answer_text, pad_batch, prompt_ids
 from unlearnkit.errors import UnlearnError
@@ -166,6 +168,29 @@ def evaluate_domains(model, tokenizer, sets: dict[str, list[dict]], forget: str 
         summary["forget_accuracy"] = per[forget]["accuracy"]
         summary["utility_accuracy"] = sum(utility) / len(utility) if utility else float("nan")
     return summary
+
+
+class ForgetAccuracyStop(TrainerCallback):
+    """Stops training at the first check whose forget-set accuracy is <= `threshold`, so methods are
+    compared at equal forgetting (how UOE and its baselines are compared). `wrap` turns the trained
+    module into the model to score (ULD: the assistant into target - w * assistant)."""
+
+    def __init__(self, tokenizer, items: list[dict], threshold: float, every: int = 1,
+                 batch_size: int = 32, wrap: Callable | None = None):
+        self.tokenizer, self.items, self.threshold, self.every = tokenizer, items, threshold, every
+        self.batch_size, self.wrap = batch_size, wrap
+        self.history: list[dict] = []
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every:
+            return
+        scored = self.wrap(model) if self.wrap else model
+        acc = mcq_accuracy(scored, self.tokenizer, self.items, batch_size=self.batch_size)["accuracy"]
+        self.history.append({"step": state.global_step, "forget_accuracy": acc})
+        if acc <= self.threshold:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
 
 
 def is_mcq_world(data_dir: str | Path) -> bool:

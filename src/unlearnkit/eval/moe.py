@@ -21,9 +21,10 @@ from unlearnkit.models.moe import (
     expert_ranking,
     moe_layers,
     router_passes,
+    select_expert,
     selection_scores,
 )
-from unlearnkit.outputs import save_figure
+from unlearnkit.outputs import save_figure, write_json
 
 
 def encode_records(tokenizer, records: list[dict], max_length: int = 256) -> list[dict]:
@@ -141,6 +142,45 @@ class AffinityTracker(TrainerCallback):
         return rows
 
 
+class RoutingMonitor(AffinityTracker):
+    """What unlearning did to an MoE's routing, for `unlearn run` (diagnostics/ROUTING.json): top-k sets
+    on fixed forget and retain batches before training (taken at construction, so a resumed run still
+    compares with the original model), the forget affinity per logging step, and `report()` after."""
+
+    def __init__(self, model, forget_batches: list[dict], retain_batches: list[dict]):
+        super().__init__(forget_batches)
+        self.retain_batches = retain_batches
+        self.layers = [m.index for m in moe_layers(model)]
+        self.before = self._sets(model)
+        self._record(0, model)
+
+    def _sets(self, model) -> dict[str, dict[int, torch.Tensor]]:
+        return {part: routing_sets(model, batches)
+                for part, batches in (("forget", self.batches), ("retain", self.retain_batches))}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """The step-0 affinity was taken at construction (before any checkpoint was loaded)."""
+
+    def report(self, model, step: int, watched: tuple[int, int] | None = None) -> dict:
+        """Overlap before/after on forget and retain tokens, and the watched expert's share of tokens
+        (before -> after) and affinity/rank per step up to the final `step`; default watch: the expert
+        with the highest forget affinity before training."""
+        if self.history[-1]["step"] != step:
+            self._record(step, model)
+        if watched is None:
+            watched = select_expert(torch.tensor(self.history[0]["affinity"]), self.layers)
+        layer, expert = watched
+        after = self._sets(model)
+        return {
+            "layers": self.layers, "watched": {"layer": layer, "expert": expert},
+            "overlap": {part: routing_overlap(self.before[part], after[part]) for part in after},
+            "expert_share": {part: {"before": expert_share(self.before[part], layer, expert),
+                                    "after": expert_share(after[part], layer, expert)} for part in after},
+            "trace": self.trace(self.layers, layer, expert),
+            "affinity_before": self.history[0]["affinity"], "affinity_after": self.history[-1]["affinity"],
+        }
+
+
 # ---------------------------------------------------------------- output
 
 def _save(fig, path: Path) -> Path:
@@ -181,6 +221,7 @@ def plot_tracking(traces: dict[str, list[dict]], path: Path,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
     for label, rows in traces.items():
@@ -191,12 +232,26 @@ def plot_tracking(traces: dict[str, list[dict]], path: Path,
     a1.set_ylabel("affinity s(l*, e*)")
     a2.set_xlabel("step")
     a2.set_ylabel("rank (1 = highest)")
+    a2.yaxis.set_major_locator(MaxNLocator(integer=True))
     a2.invert_yaxis()
     a1.legend()
     fig.suptitle(title)
     out = _save(fig, path)
     plt.close(fig)
     return out
+
+
+def write_routing(out_dir: Path, report: dict) -> None:
+    """ROUTING.json (a RoutingMonitor report), affinity before/after heat maps and the watched expert's
+    affinity/rank over training."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "ROUTING.json", report)
+    watched = (report["watched"]["layer"], report["watched"]["expert"])
+    for when in ("before", "after"):
+        plot_affinity(report[f"affinity_{when}"], report["layers"], out_dir / f"affinity_{when}.png",
+                      f"expert affinity on forget tokens, {when} unlearning", highlight=watched)
+    plot_tracking({"L{} E{}".format(*watched): report["trace"]}, out_dir / "expert_tracking.png")
 
 
 def ranking_markdown(report: dict) -> str:

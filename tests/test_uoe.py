@@ -10,7 +10,7 @@ from unlearnkit.data.world_tokenizer import train_tokenizer
 from unlearnkit.errors import UnlearnError
 from unlearnkit.methods import REGISTRY, MethodSpec, build_trainer, unlearn
 from unlearnkit.methods.uoe import register_uoe
-from unlearnkit.models.moe import anchor_loss, build_moe_preset, expert_affinity, select_expert
+from unlearnkit.models.moe import anchor_loss, build_moe_preset, expert_affinity, is_moe, select_expert
 from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)
@@ -112,8 +112,10 @@ def test_anchor_keeps_forget_tokens_on_the_expert(tok, world):
 
 
 def test_dense_model_is_a_clear_error(tok, world):
+    dense = build_preset("llama-micro", tok)
     with pytest.raises(UnlearnError, match="dense model"):
-        unlearn("uoe_ga", build_preset("llama-micro", tok), tok, world.forget[:4], train=TRAIN)
+        unlearn("uoe_ga", dense, tok, world.forget[:4], train=TRAIN)
+    assert not is_moe(dense) and is_moe(build_moe_preset("qwen2moe-tiny", tok, seed=0))
 
 
 def test_lora_and_half_given_expert_are_errors(tok, world):

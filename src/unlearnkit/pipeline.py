@@ -43,7 +43,7 @@ from unlearnkit.eval.moe import RoutingMonitor, make_batches, write_routing
 from unlearnkit.methods import get_method, unlearn
 from unlearnkit.methods.base import drop_incomplete_checkpoints, find_checkpoint, save_model_atomic
 from unlearnkit.models.loading import load_model_and_tokenizer
-from unlearnkit.models.moe import moe_layers
+from unlearnkit.models.moe import is_moe
 from unlearnkit.models.uld import ULDModel, check_weight_and_filter
 from unlearnkit.outputs import atomic_dir, check_out_dir, provenance, write_json
 
@@ -338,7 +338,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
                                       cfg.eval.batch_size, wrap)
             extra_callbacks.append(stop)
         monitor = None
-        if not is_uld and moe_layers(model):
+        if not is_uld and is_moe(model):
             monitor = RoutingMonitor(model, *(make_batches(tokenizer, records[:ROUTING_RECORDS],
                                                            cfg.eval.batch_size, cfg.data.max_length)
                                               for records in (data.forget, data.retain)))

@@ -139,6 +139,14 @@ def moe_layers(model: nn.Module) -> list[MoeLayer]:
     return sorted(found, key=lambda m: m.index)
 
 
+def is_moe(model: nn.Module) -> bool:
+    """True when the model has sparse MoE blocks (what routing diagnostics need)."""
+    try:
+        return bool(moe_layers(model))
+    except UnlearnError:
+        return False
+
+
 def get_layer(model: nn.Module, index: int) -> MoeLayer:
     layers = {m.index: m for m in moe_layers(model)}
     if index not in layers:

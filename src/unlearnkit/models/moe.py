@@ -118,12 +118,8 @@ class MoeLayer:
         return out
 
 
-def moe_layers(model: nn.Module) -> list[MoeLayer]:
-    """Every sparse MoE block (a module with a `gate` router and `experts`), in layer order.
-
-    Shared experts are not part of `experts` in transformers' layouts, so they are never candidates.
-    A dense model has none: that is a user error for UOE, reported as such.
-    """
+def _find_moe_layers(model: nn.Module) -> list[MoeLayer]:
+    """Every module with a `gate` router (2-D weight) and `experts`, in layer order; [] for a dense model."""
     found = []
     for name, module in model.named_modules():
         gate, experts = getattr(module, "gate", None), getattr(module, "experts", None)
@@ -132,19 +128,26 @@ def moe_layers(model: nn.Module) -> list[MoeLayer]:
             continue
         match = re.search(r"layers\.(\d+)\.", name + ".")
         found.append(MoeLayer(int(match.group(1)) if match else len(found), name, module))
+    return sorted(found, key=lambda m: m.index)
+
+
+def moe_layers(model: nn.Module) -> list[MoeLayer]:
+    """Every sparse MoE block (a module with a `gate` router and `experts`), in layer order.
+
+    Shared experts are not part of `experts` in transformers' layouts, so they are never candidates.
+    A dense model has none: that is a user error for UOE, reported as such.
+    """
+    found = _find_moe_layers(model)
     if not found:
         kind = type(model).__name__
         raise UnlearnError(f"{kind} is a dense model (no mixture-of-experts layers): UOE needs an MoE model "
                            "such as Qwen2-MoE, Mixtral or OLMoE (see `unlearn prepare --preset moe`)")
-    return sorted(found, key=lambda m: m.index)
+    return found
 
 
 def is_moe(model: nn.Module) -> bool:
     """True when the model has sparse MoE blocks (what routing diagnostics need)."""
-    try:
-        return bool(moe_layers(model))
-    except UnlearnError:
-        return False
+    return bool(_find_moe_layers(model))
 
 
 def get_layer(model: nn.Module, index: int) -> MoeLayer:

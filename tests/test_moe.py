@@ -374,16 +374,16 @@ def test_run_cli_on_a_moe_world_trains_one_expert_and_scores_mcq(tok, world, tmp
     routing = json.loads((tmp_path / "o" / "diagnostics" / "ROUTING.json").read_text())
     layer, expert = record["extra"]["expert_layer"], record["extra"]["expert"]
     assert routing["watched"] == {"layer": layer, "expert": expert} == record["routing"]["watched"]
-    model_before, trained_sets = model.eval(), {}
+    overlaps = {}
     for part in ("forget", "retain"):
         batches = make_batches(tok, getattr(world, part)[:64], batch_size=16, max_length=256)
-        before, after = routing_sets(model_before, batches), routing_sets(trained, batches)
+        before, after = routing_sets(model, batches), routing_sets(trained, batches)
         assert routing["expert_share"][part] == {"before": expert_share(before, layer, expert),
                                                  "after": expert_share(after, layer, expert)}
-        trained_sets[part] = routing_overlap(before, after)
+        overlaps[part] = routing_overlap(before, after)
         for lay in range(layer):  # layers below the trained one see unchanged inputs
             assert routing["overlap"][part]["per_layer"][str(lay)] == 1.0
-    assert record["routing"]["overlap_forget"] == pytest.approx(trained_sets["forget"]["mean"])
+    assert record["routing"]["overlap_forget"] == pytest.approx(overlaps["forget"]["mean"])
     assert [t["step"] for t in routing["trace"]][0] == 0 and routing["trace"][-1]["step"] == 2
     for name in ("affinity_before.png", "affinity_after.png", "expert_tracking.png"):
         assert (tmp_path / "o" / "diagnostics" / name).stat().st_size > 0

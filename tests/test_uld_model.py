@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -327,3 +328,51 @@ def test_cli_generate_plain_and_compare(uld, tok, tmp_path):
 
     loaded, _ = load_model_and_tokenizer(art)
     assert isinstance(loaded, ULDModel) and loaded.config.target_hash == target_hash(uld.target)
+
+
+# ------------------------------------------------------------------ artifact vs. plain transformers/peft
+def _saved_pair(uld, tok, root):
+    target_dir, art = root / "target", root / "art"
+    uld.target.save_pretrained(target_dir)
+    tok.save_pretrained(target_dir)
+    uld.config.target_path = str(target_dir)
+    uld.save_pretrained(art, tokenizer=tok)
+    return target_dir, art
+
+
+def test_plain_transformers_load_of_artifact_fails_naming_unlearnkit(uld, tok, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    _, art = _saved_pair(uld, tok, tmp_path)
+    with pytest.raises(Exception, match="unlearnkit"):
+        AutoModelForCausalLM.from_pretrained(str(art), local_files_only=True)
+
+
+def test_plain_peft_load_of_artifact_fails_naming_unlearnkit(uld, tok, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    target_dir, art = _saved_pair(uld, tok, tmp_path)
+    target = AutoModelForCausalLM.from_pretrained(str(target_dir), local_files_only=True)
+    with pytest.raises(Exception, match="unlearnkit"):
+        PeftModel.from_pretrained(target, str(art))
+
+
+def test_artifact_loads_after_moving_with_its_target(uld, tok, tmp_path):
+    import json
+    import shutil
+
+    _, art = _saved_pair(uld, tok, tmp_path / "old")
+    meta = json.loads((art / "uld_config.json").read_text())
+    assert meta["target_path"] == "../target" and meta["target_hash"] == target_hash(uld.target)
+    x = torch.tensor([prompts(tok)[1]])
+    with torch.no_grad():
+        ref = uld.eval()(x).logits
+    shutil.move(str(tmp_path / "old"), str(tmp_path / "new"))  # both together; the old paths are gone
+    loaded, _ = load_uld(tmp_path / "new" / "art")
+    assert Path(loaded.config.target_path) == (tmp_path / "new" / "target").resolve()
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x).logits, ref)
+    shutil.move(str(tmp_path / "new" / "target"), str(tmp_path / "elsewhere"))  # separated: refused
+    with pytest.raises(UnlearnError, match="move the target with the artifact"):
+        load_uld(tmp_path / "new" / "art")

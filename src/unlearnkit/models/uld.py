@@ -28,6 +28,11 @@ from unlearnkit.outputs import replace_dir
 
 ULD_CONFIG_NAME = "uld_config.json"
 ULD_FORMAT = "unlearnkit-uld"
+# Written where transformers and peft look (config.json model_type, adapter_config.json peft_type) so a
+# plain AutoModelForCausalLM / PeftModel load fails naming us instead of silently giving target + LoRA.
+NOT_PLAIN = ("unlearnkit-uld: an unlearnkit ULD artifact (target - w * assistant), not a plain model or "
+             "LoRA adapter; load it with unlearnkit.models.uld.load_uld(path), `unlearn generate` or "
+             "`unlearn serve`")
 DEFAULT_WEIGHT = 0.8
 # The official ULD TOFU evaluation uses top_logit_filter=1e-2 (its config default is 0.1).
 DEFAULT_FILTER_FACTOR = 1e-2
@@ -286,11 +291,17 @@ class ULDModel(PreTrainedModel, GenerationMixin):
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
         try:
             self.assistant.save_pretrained(tmp)
+            adapter = json.loads((tmp / "adapter_config.json").read_text())
+            adapter.update(peft_type=NOT_PLAIN, base_model_name_or_path=NOT_PLAIN)
+            (tmp / "adapter_config.json").write_text(json.dumps(adapter, indent=2) + "\n")
+            (tmp / "config.json").write_text(json.dumps(
+                {"model_type": NOT_PLAIN, "architectures": ["unlearnkit.ULDModel"]}, indent=2) + "\n")
             meta = {
-                "format": ULD_FORMAT, "version": 1,
+                "format": ULD_FORMAT, "version": 2,
                 "num_layers": self.config.num_layers, "weight": self.config.weight,
                 "filter_factor": self.config.filter_factor, "center": self.config.center,
-                "target_path": self.config.target_path, "target_hash": self.config.target_hash,
+                **target_reference(self.config.target_path, dest),
+                "target_hash": self.config.target_hash,
                 "target_class": type(self.target).__name__,
                 "target_num_layers": len(decoder_layers(self.target)),
             }
@@ -320,6 +331,37 @@ def assistant_num_layers(assistant) -> int:
 
 
 # ----------------------------------------------------------------------------------------- loading
+def target_reference(target: str | None, artifact_dir: Path) -> dict:
+    """How an artifact names its target: a local folder by its path relative to the artifact (so the
+    pair can move together; the absolute path is kept as a fallback), anything else (hub ID, preset)
+    as given."""
+    if not target:
+        return {"target_path": None}
+    path = Path(target).expanduser()
+    if not path.is_dir():
+        return {"target_path": str(target), "target_path_kind": "name"}
+    absolute = path.resolve()
+    relative = os.path.relpath(absolute, Path(artifact_dir).expanduser().resolve())
+    return {"target_path": Path(relative).as_posix(), "target_path_kind": "relative",
+            "target_absolute_path": str(absolute)}
+
+
+def resolve_target(meta: dict, artifact_dir: Path) -> str | None:
+    """The recorded target as a loadable spec: the relative path first, then the absolute fallback."""
+    recorded = meta.get("target_path")
+    if not recorded or meta.get("target_path_kind") != "relative":
+        return recorded  # version 1 (absolute path) or a hub ID / preset name
+    relative = (Path(artifact_dir).expanduser().resolve() / recorded).resolve()
+    if relative.is_dir():
+        return str(relative)
+    absolute = meta.get("target_absolute_path")
+    if absolute and Path(absolute).is_dir():
+        return absolute
+    raise UnlearnError(f"the target of ULD artifact {artifact_dir} is not at {relative} (recorded relative "
+                       f"to the artifact) nor at {absolute}: move the target with the artifact or pass "
+                       "--target")
+
+
 def is_uld_artifact(path: str | os.PathLike) -> bool:
     """A directory holding our uld_config.json."""
     file = Path(path) / ULD_CONFIG_NAME
@@ -353,7 +395,8 @@ def _load_artifact_tokenizer(path: Path):
         return None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    # config=: our config.json is the decoy for plain loaders (NOT_PLAIN), not a model config
+    return AutoTokenizer.from_pretrained(path, local_files_only=True, config=PreTrainedConfig())
 
 
 def load_uld(artifact, target=None, weight: float | None = None, filter_factor: float | None = None,
@@ -374,7 +417,13 @@ def load_uld(artifact, target=None, weight: float | None = None, filter_factor: 
         raise UnlearnError(f"artifact {path} has no adapter_model.safetensors (pickle adapters are not "
                            "loaded: they can run code): re-save it with ULDModel.save_pretrained")
     target_tokenizer = None
-    target_path = meta.get("target_path")
+    if target is None:
+        target_path = resolve_target(meta, path)
+    else:  # a given target object: keep the recorded one resolvable for a later re-save
+        try:
+            target_path = resolve_target(meta, path)
+        except UnlearnError:
+            target_path = None
     if target is None:
         if not target_path:
             raise UnlearnError(

@@ -67,6 +67,8 @@ class BenchConfig:
     decode_rounds: int = 3
     overrides: tuple[str, ...] = ()  # RunConfig overrides: key=value for all, method:key=value for one
     overwrite: bool = False
+    device: str | None = None  # decoding and reference evaluation (models.device policy when None)
+    dtype: str | None = None
     command: str | None = None  # the command line, recorded in bench.json
 
     def __post_init__(self) -> None:
@@ -76,6 +78,9 @@ class BenchConfig:
             raise UnlearnError("--methods is empty: name at least one method, e.g. uld,gd")
         if any(b < 1 for b in self.decode_batch_sizes) or self.decode_tokens < 1:
             raise UnlearnError("decode batch sizes and --decode-tokens must be >= 1")
+        from unlearnkit.models.device import Placement
+
+        Placement.resolve(self.device, self.dtype)  # a bad --device/--dtype fails now, not in a worker
 
 
 # ------------------------------------------------------------------------------------ process memory
@@ -197,12 +202,13 @@ def _worker_method(spec: dict) -> dict:
 def _worker_reference(spec: dict) -> dict:
     """Evaluate the retain model once; every method run then reads its TOFU_EVAL.json."""
     from unlearnkit.config import RunConfig, merge
+    from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
     from unlearnkit.pipeline import evaluate
 
     cfg = merge(RunConfig(), spec["config"])
     model, tok = load_model_and_tokenizer(spec["model"], cfg.model.trust_remote_code, cfg.model.dtype)
-    model.eval()
+    model = Placement.resolve(spec.get("device"), spec.get("dtype")).apply(model).eval()
     start = time.perf_counter()
     summary = evaluate(model, tok, cfg, Path(spec["out"]), f"retain ({Path(spec['model']).name})", None)
     return {"summary": summary, "seconds": time.perf_counter() - start, "peak_rss": peak_rss_bytes()}
@@ -219,7 +225,7 @@ def _generate_tokens(model, tok, prompts: list[list[int]], batch_size: int,
     count, start = 0, time.perf_counter()
     for i in range(0, len(prompts), batch_size):
         feats = [{"input_ids": p, "attention_mask": [1] * len(p)} for p in prompts[i:i + batch_size]]
-        batch = pad_batch(feats, pad_id, "left")
+        batch = {k: v.to(model.device) for k, v in pad_batch(feats, pad_id, "left").items()}
         with torch.inference_mode():
             out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                  max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
@@ -232,14 +238,17 @@ def _worker_decode(spec: dict) -> dict:
     """Greedy tokens/s of the target and of the ULD model (same target object, same prompts)."""
     from unlearnkit.data.formatting import prompt_ids
     from unlearnkit.data.tofu import load_split
+    from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
 
-    target, tok = load_model_and_tokenizer(spec["model"])
+    placement = Placement.resolve(spec.get("device"), spec.get("dtype"))
+    target, tok = load_model_and_tokenizer(spec["model"], dtype=placement.loader_dtype)
+    target = placement.apply(target)
     models = {"target": target}
     if spec.get("artifact"):
         from unlearnkit.models.uld import load_uld
 
-        models["uld"], _ = load_uld(spec["artifact"], target=target, merge=True)
+        models["uld"] = placement.apply(load_uld(spec["artifact"], target=target, merge=True)[0])
     for m in models.values():
         m.eval()
     sizes = spec["batch_sizes"]
@@ -258,7 +267,7 @@ def _worker_decode(spec: dict) -> dict:
                 rates[name][str(b)].append(n / secs)
     result = {name: {b: statistics.median(v) for b, v in by_b.items()} for name, by_b in rates.items()}
     return {"tokens_per_s": result, "rounds": rates, "new_tokens": spec["new_tokens"],
-            "prompt_tokens": [len(p) for p in prompts], "peak_rss": peak_rss_bytes()}
+            "prompt_tokens": [len(p) for p in prompts], "peak_rss": peak_rss_bytes(), **placement.record()}
 
 
 WORKERS = {"method": _worker_method, "reference": _worker_reference, "decode": _worker_decode}
@@ -409,7 +418,8 @@ def bench(cfg: BenchConfig, say: Say | None = None) -> dict:
             say(f"reference: evaluating the retain model {ref} once -> {out / 'reference'}")
             spec_cfg = config_to_dict(configs[cfg.methods[0]])
             reference = run_worker("reference", {"kind": "reference", "model": str(ref), "config": spec_cfg,
-                                                 "out": str(out / "reference")}, out, threads)
+                                                 "out": str(out / "reference"), "device": cfg.device,
+                                                 "dtype": cfg.dtype}, out, threads)
             reference_eval = str(out / "reference" / "TOFU_EVAL.json")
     else:
         say("no retain reference: forget quality is not computed (pass --reference)")
@@ -429,7 +439,8 @@ def bench(cfg: BenchConfig, say: Say | None = None) -> dict:
         "kind": "decode", "model": target.model, "data": target.data, "forget": cfg.forget,
         "artifact": str(out / "runs" / uld_name / "model") if uld_name else None,
         "batch_sizes": list(cfg.decode_batch_sizes), "prompts_b1": cfg.decode_prompts_b1,
-        "new_tokens": cfg.decode_tokens, "rounds": cfg.decode_rounds}, out, threads)
+        "new_tokens": cfg.decode_tokens, "rounds": cfg.decode_rounds, "device": cfg.device,
+        "dtype": cfg.dtype}, out, threads)
 
     record = {
         "command": cfg.command, "config": asdict(cfg), "threads": threads,

@@ -41,6 +41,9 @@ def bench_cmd(
     overrides: list[str] = typer.Option(None, "--set", help="Override for every method (train.lr=1e-4) "
                                         "or one (uld:method.params.augment=false); repeatable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out."),
+    device: str = typer.Option(None, "--device", help="Decoding/reference-eval device: cuda, cuda:N, mps "
+                               "or cpu (default: CUDA, then MPS, else CPU)."),
+    dtype: str = typer.Option(None, "--dtype", help="Decoding/reference-eval dtype: fp32, bf16 or fp16."),
 ) -> None:
     """Train each method in its own process, evaluate it, time decoding; write bench.json/.md and plots."""
     from unlearnkit.bench import BenchConfig, bench
@@ -58,7 +61,7 @@ def bench_cmd(
         threads=threads, max_samples=max_samples, eval_max_samples=eval_max_samples,
         eval_max_new_tokens=eval_max_new_tokens, decode_tokens=decode_tokens,
         decode_batch_sizes=batch_sizes, decode_rounds=decode_rounds, overrides=tuple(overrides or ()),
-        overwrite=overwrite,
+        overwrite=overwrite, device=device, dtype=dtype,
         command="unlearn " + shlex.join(sys.argv[1:]),
     )
     record = bench(cfg, say=lambda msg: console.print(msg, highlight=False))

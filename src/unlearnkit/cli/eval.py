@@ -12,6 +12,7 @@ from rich.table import Table
 from unlearnkit.cli.app import app, console
 from unlearnkit.cli.progress import progress_bars
 from unlearnkit.errors import UnlearnError
+from unlearnkit.models.device import DEVICE_HELP, DTYPE_HELP
 from unlearnkit.outputs import write_text
 
 
@@ -44,6 +45,8 @@ def eval_cmd(
     name: str = typer.Option(None, "--name", help="Row label in reports (default: output dir name)."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer dir (needed for a preset model)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     threads: int = typer.Option(
         None, "--threads", min=1, help="torch CPU threads (1 is fastest for tiny models on busy machines)."),
     recompute_path: Path = typer.Option(
@@ -64,24 +67,29 @@ def eval_cmd(
                            "(or --recompute TOFU_EVAL.json)")
     import torch
 
+    from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
 
+    placement = Placement.resolve(device, dtype)
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
     start = time.time()
     kwargs = {"tokenizer": tokenizer} if tokenizer else {}
-    mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed, **kwargs)
+    mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed,
+                                        dtype=placement.loader_dtype, **kwargs)
+    mdl = placement.apply(mdl)
     with progress_bars() as progress:
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
                                           max_new_tokens, progress)
     args = {"model": model, "data": str(data), "forget": forget,
             "reference": str(reference) if reference else None, "out": str(out),
             "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-            "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code, "threads": threads}
+            "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code, "threads": threads,
+            "device": device, "dtype": dtype}
     meta = {"name": name or out.resolve().name, "model": model,
             "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
-            "seconds": round(time.time() - start, 2), **args}
+            "seconds": round(time.time() - start, 2), **args, **placement.record()}
     meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
                          for k, v in log.items() if k.endswith("_Q_A_Prob")}
     tofu.write_eval(out, summary, log, meta=meta)

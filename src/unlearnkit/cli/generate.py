@@ -6,22 +6,32 @@ import typer
 
 from unlearnkit.cli.app import app
 from unlearnkit.errors import UnlearnError
+from unlearnkit.models.device import DEVICE_HELP, DTYPE_HELP
 
 
 def load_for_generation(model: str, target: str | None, weight: float | None,
-                        filter_factor: float | None, tokenizer: str | None):
-    """(model, tokenizer, reference model or None): a ULD artifact brings its own target as reference."""
+                        filter_factor: float | None, tokenizer: str | None, placement=None,
+                        trust_remote_code: bool = False):
+    """(model, tokenizer, reference model or None): a ULD artifact brings its own target as reference.
+
+    Models are placed by `placement` (models.device.Placement; default: the device policy's choice).
+    """
+    from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
     from unlearnkit.models.uld import is_uld_artifact, load_uld
 
+    placement = placement or Placement.resolve()
     if is_uld_artifact(model):
-        uld, tok = load_uld(model, target=target, weight=weight, filter_factor=filter_factor, merge=True)
+        uld, tok = load_uld(model, target=target, weight=weight, filter_factor=filter_factor, merge=True,
+                            trust_remote_code=trust_remote_code)
+        uld = placement.apply(uld)
         return uld, tok, uld.target
     if weight is not None or filter_factor is not None:
         raise UnlearnError(f"--weight/--filter-factor apply to ULD artifacts only, and {model} is not one")
-    m, tok = load_model_and_tokenizer(model, tokenizer=tokenizer)
-    reference = load_model_and_tokenizer(target, tokenizer=tokenizer)[0] if target else None
-    return m, tok, reference
+    kw = dict(tokenizer=tokenizer, dtype=placement.loader_dtype, trust_remote_code=trust_remote_code)
+    m, tok = load_model_and_tokenizer(model, **kw)
+    reference = placement.apply(load_model_and_tokenizer(target, **kw)[0]) if target else None
+    return placement.apply(m), tok, reference
 
 
 @app.command("generate")
@@ -35,14 +45,18 @@ def generate_cmd(
     target: str = typer.Option(None, "--target", help="The target model: for a ULD artifact, overrides "
                                "the recorded path; for a plain model, what --compare uses."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer dir (needed for a preset model)."),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
 ) -> None:
     """Answer questions greedily (stop at EOS). Answers go to stdout; --compare prints a table."""
     from rich.console import Console
     from rich.table import Table
 
     from unlearnkit.eval.scoring import generate_answers
+    from unlearnkit.models.device import Placement
 
-    m, tok, reference = load_for_generation(model, target, weight, filter_factor, tokenizer)
+    placement = Placement.resolve(device, dtype)
+    m, tok, reference = load_for_generation(model, target, weight, filter_factor, tokenizer, placement)
     if compare and reference is None:
         raise UnlearnError("--compare needs a target: pass --target, or --model a ULD artifact")
     answers = generate_answers(m, tok, questions, max_new_tokens=max_new_tokens)

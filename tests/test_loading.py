@@ -8,6 +8,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from unlearnkit.data.formatting import prompt_ids
 from unlearnkit.errors import UnlearnError
+from unlearnkit.hub import is_hub_id
 from unlearnkit.models import loading
 from unlearnkit.models.loading import load_model_and_tokenizer
 
@@ -52,9 +53,11 @@ def test_dir_without_config_is_refused(tmp_path):
         load_model_and_tokenizer(tmp_path)
 
 
-def test_unknown_name_never_downloads():
-    with pytest.raises(UnlearnError, match="never downloaded"):
-        load_model_and_tokenizer("meta-llama/Llama-2-7b-hf")
+def test_path_looking_missing_model_is_not_sent_to_the_hub(tmp_path):
+    assert not is_hub_id(str(tmp_path / "nope")) and not is_hub_id("./x")
+    assert is_hub_id("meta-llama/Llama-3.2-1B-Instruct") and is_hub_id("gpt2")
+    with pytest.raises(UnlearnError, match="neither a local directory"):
+        load_model_and_tokenizer(str(tmp_path / "nope"))
 
 
 def test_preset_needs_tokenizer_and_is_seeded(smollm2):

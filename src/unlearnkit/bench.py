@@ -354,8 +354,11 @@ def resolve_target(cfg: BenchConfig, say: Say) -> Target:
             reference = str(root / manifest["retain_models"][cfg.forget])
     if not model or not data:
         raise UnlearnError("bench needs --preset, or both --model and --data")
-    if not Path(data).is_dir():
-        raise UnlearnError(f"data directory {data} does not exist: pass a TOFU-layout directory with --data")
+    from unlearnkit.hub import is_hub_id
+
+    if not Path(data).is_dir() and not is_hub_id(str(data)):
+        raise UnlearnError(f"data directory {data} does not exist: pass a TOFU-layout directory or a hub "
+                           "dataset name with --data")
     return Target(model=model, data=data, reference=reference, world=world)
 
 

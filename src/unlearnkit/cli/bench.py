@@ -22,8 +22,8 @@ def bench_cmd(
                                 help="Comma-separated method names."),
     forget: str = typer.Option("forget10", "--forget"),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs per method (the first is warm-up)."),
-    model: str = typer.Option(None, "--model", help="Target model dir (instead of the preset's)."),
-    data: str = typer.Option(None, "--data", help="TOFU-layout data dir (instead of the preset's)."),
+    model: str = typer.Option(None, "--model", help="Target model dir or hub ID (instead of the preset's)."),
+    data: str = typer.Option(None, "--data", help="TOFU folder (JSONL/JSON/parquet) or hub dataset."),
     reference: str = typer.Option(None, "--reference", help="Retain model dir or its TOFU_EVAL.json."),
     world: str = typer.Option(None, "--world", help="Where to prepare the preset "
                                                     "(default runs/worlds/<preset>-<world-seed>)."),

@@ -32,8 +32,8 @@ def summary_table(summary: dict, title: str = "TOFU") -> Table:
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Option(None, "--model", help="Local HF/ULD directory, preset, or smollm2-135m."),
-    data: Path = typer.Option(None, "--data", help="Directory of TOFU split files (<split>.jsonl)."),
+    model: str = typer.Option(None, "--model", help="Local HF/ULD folder, preset, smollm2-135m or hub ID."),
+    data: str = typer.Option(None, "--data", help="TOFU folder (JSONL/JSON/parquet) or hub dataset."),
     forget: str = typer.Option("forget10", "--forget", help="Forget split: forget01, forget05, forget10."),
     reference: Path = typer.Option(
         None, "--reference", help="Retain model's TOFU_EVAL.json (or its directory), for forget_quality."),

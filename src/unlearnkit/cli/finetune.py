@@ -12,8 +12,8 @@ from unlearnkit.errors import UnlearnError
 
 @app.command("finetune")
 def finetune_cmd(
-    model: str = typer.Option(..., "--model", help="Local HF directory, preset name, or smollm2-135m."),
-    data: Path = typer.Option(..., "--data", help="Directory of TOFU split files (<split>.jsonl)."),
+    model: str = typer.Option(..., "--model", help="Local HF folder, preset, smollm2-135m or hub ID."),
+    data: str = typer.Option(..., "--data", help="TOFU folder (JSONL/JSON/parquet) or hub dataset."),
     split: str = typer.Option("full", "--split", help="Split to train on, e.g. full or retain90."),
     out: Path = typer.Option(..., "--out", help="Output model directory (save_pretrained, safetensors)."),
     epochs: float = typer.Option(5.0, "--epochs", min=0.0),

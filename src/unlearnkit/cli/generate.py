@@ -37,7 +37,7 @@ def load_for_generation(model: str, target: str | None, weight: float | None,
 @app.command("generate")
 def generate_cmd(
     questions: list[str] = typer.Argument(..., help="One or more questions."),
-    model: str = typer.Option(..., "--model", help="Model directory, ULD artifact, preset or smollm2-135m."),
+    model: str = typer.Option(..., "--model", help="Model folder, ULD artifact, preset or hub ID."),
     compare: bool = typer.Option(False, "--compare", help="Show the target's answer next to the model's."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1),
     weight: float = typer.Option(None, "--weight", help="ULD only: override the logit-difference weight w."),

@@ -11,7 +11,7 @@ from unlearnkit.cli.app import app, console
 
 @app.command("mcq")
 def mcq_cmd(
-    model: str = typer.Option(..., "--model", help="Local HF directory or smollm2-135m."),
+    model: str = typer.Option(..., "--model", help="Local HF directory, smollm2-135m or hub ID."),
     data: list[Path] = typer.Option(..., "--data", help="MC file(s) (JSON/JSONL, WMDP layout) or a directory "
                                                         "of mcq_<name>.jsonl (repeatable)."),
     forget: str = typer.Option(None, "--forget", help="Name of the forget set (others = utility)."),

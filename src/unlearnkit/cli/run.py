@@ -37,8 +37,8 @@ def method_config(method: str) -> Path | None:
 def run_cmd(
     args: list[str] = typer.Argument(None, help="[CONFIG.yaml] then dotted overrides, e.g. train.lr=1e-3"),
     method: str = typer.Option(None, "--method", help="uld, ga, gd, kl, npo, npo_gd, npo_kl, dpo, ..."),
-    model: str = typer.Option(None, "--model", help="Target: local HF dir, preset or smollm2-135m."),
-    data: str = typer.Option(None, "--data", help="Directory of TOFU split files."),
+    model: str = typer.Option(None, "--model", help="Target: local HF dir, preset, smollm2-135m or hub ID."),
+    data: str = typer.Option(None, "--data", help="TOFU folder (JSONL/JSON/parquet) or hub dataset."),
     forget: str = typer.Option(None, "--forget", help="forget01 | forget05 | forget10."),
     out: str = typer.Option(None, "--out", help="Output directory."),
     reference: str = typer.Option(None, "--reference",

@@ -1,5 +1,6 @@
-"""TOFU splits: load from a local directory (JSON lines or a JSON array) or a `datasets` hub name, and
-validate every record so that a bad file fails here, with file, line and field, not deep inside training.
+"""TOFU splits: load from a local directory (JSON lines, a JSON array or parquet) or a `datasets` hub
+name, and validate every record so that a bad file fails here, with file, line and field, not deep
+inside training.
 
 Field names are TOFU's own: `question`, `answer`; perturbed splits add `paraphrased_answer` and
 `perturbed_answer` (a list of wrong answers). real_authors/world_facts_perturbed have no paraphrase:
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearnkit.errors import UnlearnError
+from unlearnkit.hub import hub_error
 
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 SPLIT_NAMES = (
@@ -34,7 +36,7 @@ SPLIT_NAMES = (
     "holdout05",
     "holdout10",
 )
-EXTENSIONS = (".jsonl", ".json")
+EXTENSIONS = (".jsonl", ".json", ".parquet")
 
 # Required fields per split kind: "str" = non-empty string, "list" = non-empty list of non-empty strings.
 REQUIRED_FIELDS = {
@@ -106,7 +108,7 @@ def list_splits(source: str | Path) -> list[str]:
 
 
 def _split_file(root: Path, split: str) -> Path:
-    """The file holding `split` (.jsonl preferred over .json), or an error naming the closest split."""
+    """The file holding `split` (.jsonl, then .json, then .parquet), or an error naming the closest split."""
     if not _SPLIT_NAME_RE.fullmatch(split):
         raise UnlearnError(f"invalid split name {split!r}: use a name such as forget10 or retain90")
     for ext in EXTENSIONS:
@@ -115,7 +117,7 @@ def _split_file(root: Path, split: str) -> Path:
             return path
     available = list_splits(root)
     if not available:
-        raise UnlearnError(f"TOFU directory {root} holds no split files (<split>.jsonl or <split>.json)")
+        raise UnlearnError(f"TOFU directory {root} holds no split files (<split>.jsonl, .json or .parquet)")
     padded = re.sub(r"(?<=\D)(\d)(?=$|_)", r"0\1", split)  # forget1 -> forget01, TOFU's spelling
     close = [padded] if padded in available else difflib.get_close_matches(split, available, n=1, cutoff=0.5)
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -134,8 +136,22 @@ def _read_text(path: Path) -> str:
         raise UnlearnError(f"{path} line {line}: not UTF-8 text (byte {err.start})") from None
 
 
+def _parse_parquet(path: Path) -> list[tuple[str, object]]:
+    """(location, row) pairs of a parquet file (what `datasets` writes and the hub serves)."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as err:  # pyarrow raises ArrowInvalid / OSError subclasses for corrupt files
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UnlearnError(f"{path}: not a readable parquet file ({reason})") from None
+    return [(f"row {i}", row) for i, row in enumerate(rows)]
+
+
 def _parse_records(path: Path) -> list[tuple[str, object]]:
-    """(location, value) pairs; a file starting with '[' is a JSON array, anything else JSON lines."""
+    """(location, value) pairs; parquet by suffix, a file starting with '[' a JSON array, else JSON lines."""
+    if path.suffix == ".parquet":
+        return _parse_parquet(path)
     text = _read_text(path)
     if not text.strip():
         raise UnlearnError(f"file {path} is empty: expected one JSON object per line or a JSON array")
@@ -220,10 +236,7 @@ def _load_from_hub(name: str, split: str) -> list[dict]:
         ds = datasets.load_dataset(name, split, split="train")
         rows = [dict(row) for row in ds]
     except Exception as err:  # offline, unknown repo, unknown config: all mean "use a local directory"
-        raise UnlearnError(
-            f"cannot load TOFU split {split} from hub name {name} (no local directory of that name, "
-            f"and the hub is unreachable): pass a local directory"
-        ) from err
+        raise hub_error("dataset", name, err, part=f"split {split}") from err
     return validate_records([(f"record {i}", r) for i, r in enumerate(rows)], split, f"{name}:{split}")
 
 

@@ -1,8 +1,10 @@
-"""Load a model and its tokenizer: a local HF directory, a tiny preset, or SmolLM2-135M from its GGUF.
+"""Load a model and its tokenizer: a local HF directory, a tiny preset, SmolLM2-135M from its GGUF, or
+a Hugging Face hub model ID.
 
-Never downloads: everything is local (`local_files_only=True`), weights come only from safetensors (or
-the GGUF through transformers, converted once to a safetensors cache), and `trust_remote_code` stays
-off unless the caller passes it.
+Local specs never touch the network (`local_files_only=True`); a hub ID goes through `from_pretrained`
+and so honours the HF cache and HF_HUB_OFFLINE. Weights come only from safetensors (or the GGUF through
+transformers, converted once to a safetensors cache), and `trust_remote_code` stays off unless the
+caller passes it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearnkit.errors import UnlearnError
+from unlearnkit.hub import hub_error, is_hub_id
 from unlearnkit.models.presets import DENSE_PRESETS, build_preset
 
 SMOLLM2 = "smollm2-135m"
@@ -157,8 +160,26 @@ def load_model_and_tokenizer(
             raise UnlearnError(f"preset {spec_str!r} needs a tokenizer: pass --tokenizer DIR")
         tok = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer)
         return build_preset(spec_str, ensure_pad_token(tok), seed=seed), tok
+    if is_hub_id(spec_str):
+        return load_hub_model(spec_str, trust_remote_code, dtype)
     choices = ", ".join([SMOLLM2, *DENSE_PRESETS])
     raise UnlearnError(
-        f"model {spec_str!r} is neither a local directory nor a known name ({choices}); "
-        "models are never downloaded: pass a local save_pretrained folder"
+        f"model {spec_str!r} is neither a local directory, a known name ({choices}) nor a hub model ID "
+        "(org/name): pass a save_pretrained folder"
     )
+
+
+def load_hub_model(repo_id: str, trust_remote_code: bool = False, dtype: str = "float32"):
+    """A hub model ID through from_pretrained (HF cache, HF_HUB_OFFLINE), safetensors weights only."""
+    if dtype not in DTYPES:
+        raise UnlearnError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    try:
+        tok = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(repo_id, use_safetensors=True, dtype=DTYPES[dtype],
+                                                     trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:  # not found / offline / gated; ValueError: remote code refused
+        if isinstance(err, ValueError) and "trust_remote_code" in str(err):
+            raise UnlearnError(f"hub model {repo_id!r} needs its own code: pass --trust-remote-code if "
+                               "you trust it") from err
+        raise hub_error("model", repo_id, err) from err
+    return model, ensure_pad_token(tok)

@@ -17,5 +17,6 @@ from unlearnkit.cli import mcq as _mcq  # noqa: E402,F401
 from unlearnkit.cli import prepare as _prepare  # noqa: E402,F401
 from unlearnkit.cli import report as _report  # noqa: E402,F401
 from unlearnkit.cli import run as _run  # noqa: E402,F401
+from unlearnkit.cli import serve as _serve  # noqa: E402,F401
 
 __all__ = ["app", "main"]

@@ -7,12 +7,15 @@ Default dtype: bf16 on a CUDA device that supports it (what open-unlearning eval
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from unlearnkit.errors import UnlearnError
 
-DTYPE_NAMES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions: the CLI imports this module for its help strings.
+DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # the loader's spelling (models.loading.DTYPES) of each short name
 LOADER_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICE_HELP = "Device: cuda, cuda:N, mps or cpu (default: CUDA, then MPS, else CPU)."
@@ -20,12 +23,16 @@ DTYPE_HELP = "Weights dtype: fp32, bf16 or fp16 (default: bf16 on CUDA with bf16
 
 
 def _mps_available() -> bool:
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
 
 
 def pick_device(device: str | None = None) -> torch.device:
     """The requested device, checked to exist; None/'auto' picks CUDA, then MPS, else CPU."""
+    import torch
+
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -48,6 +55,8 @@ def pick_device(device: str | None = None) -> torch.device:
 
 def pick_dtype(dtype: str | None, device: torch.device) -> str:
     """Short dtype name: the requested one, or bf16 on bf16-capable CUDA, else fp32."""
+    import torch
+
     if dtype is not None:
         if dtype not in DTYPE_NAMES:
             raise UnlearnError(f"unknown --dtype {dtype!r}: choose one of {', '.join(DTYPE_NAMES)}")
@@ -73,7 +82,9 @@ class Placement:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPE_NAMES[self.dtype]
+        import torch
+
+        return getattr(torch, DTYPE_NAMES[self.dtype])
 
     @property
     def loader_dtype(self) -> str:
@@ -85,6 +96,8 @@ class Placement:
         return model.to(device=self.device, dtype=self.torch_dtype)
 
     def record(self) -> dict:
+        import torch
+
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
         return {"device": str(self.device), "dtype": self.dtype,
                 **({"device_name": name} if name else {})}

@@ -51,6 +51,18 @@ def test_parquet_rows_are_validated_and_corrupt_files_refused(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_mcq_parquet_equals_jsonl(tmp_path):
+    import datasets
+
+    from unlearnkit.eval.mcq import load_mcq
+
+    items = [{"question": "2+2?", "choices": ["3", "4"], "answer": 1},
+             {"question": "Capital of Peru?", "choices": ["Lima", "Quito", "Cusco"], "answer": 0}]
+    (tmp_path / "bio.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    datasets.Dataset.from_list(items).to_parquet(str(tmp_path / "bio.parquet"))
+    assert load_mcq(tmp_path / "bio.parquet") == load_mcq(tmp_path / "bio.jsonl") == items
+
+
 def test_offline_uncached_hub_model_is_one_line_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "unlearnkit.cli", "generate", "hi", "--model", "unlearnkit-test/not-cached"],
@@ -93,7 +105,13 @@ try:
     err = None
 except UnlearnError as e:
     err = str(e)
-print(json.dumps({{"same": same, "cls": type(hub).__name__, "err": err}}))
+from unlearnkit.eval.mcq import load_mcq_hub
+try:
+    load_mcq_hub("cais/wmdp:wmdp-bio")
+    mcq_err = None
+except UnlearnError as e:
+    mcq_err = str(e)
+print(json.dumps({{"same": same, "cls": type(hub).__name__, "err": err, "mcq_err": mcq_err}}))
 """
     proc = subprocess.run([sys.executable, "-c", script], env=offline_env(hf), capture_output=True, text=True,
                           timeout=300)
@@ -102,3 +120,5 @@ print(json.dumps({{"same": same, "cls": type(hub).__name__, "err": err}}))
     assert res["same"] and res["cls"] == "LlamaForCausalLM"
     assert "dataset 'locuslab/TOFU' (split forget10)" in res["err"] and "HF_HUB_OFFLINE=1" in res["err"]
     assert "--repo-type dataset" in res["err"]
+    assert "'cais/wmdp' (config wmdp-bio, split test)" in res["mcq_err"]
+    assert "HF_HUB_OFFLINE=1" in res["mcq_err"]

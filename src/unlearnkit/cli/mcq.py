@@ -12,8 +12,9 @@ from unlearnkit.cli.app import app, console
 @app.command("mcq")
 def mcq_cmd(
     model: str = typer.Option(..., "--model", help="Local HF directory, smollm2-135m or hub ID."),
-    data: list[Path] = typer.Option(..., "--data", help="MC file(s) (JSON/JSONL, WMDP layout) or a directory "
-                                                        "of mcq_<name>.jsonl (repeatable)."),
+    data: list[str] = typer.Option(..., "--data", help="MC file(s) (JSON/JSONL/parquet, WMDP layout), a "
+                                   "directory of mcq_<name>.jsonl, or a hub dataset "
+                                   "org/name[:config[:split]] such as cais/wmdp:wmdp-bio (repeatable)."),
     forget: str = typer.Option(None, "--forget", help="Name of the forget set (others = utility)."),
     mode: str = typer.Option("option", "--mode", help="option (score each choice's text) or letter (A-D)."),
     norm: str = typer.Option("mean", "--norm", help="mean or sum of the choice's token log-probs."),
@@ -28,14 +29,23 @@ def mcq_cmd(
         is_mcq_world,
         load_domain_sets,
         load_mcq,
+        load_mcq_hub,
         world_forget_domain,
         write_mcq_eval,
     )
+    from unlearnkit.hub import is_hub_id
     from unlearnkit.models.loading import load_model_and_tokenizer
 
     sets: dict[str, list[dict]] = {}
-    for path in data:
-        sets.update(load_domain_sets(path) if path.is_dir() else {path.stem: load_mcq(path)})
+    for spec in data:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            sets.update(load_domain_sets(path))
+        elif path.exists() or not is_hub_id(spec.partition(":")[0]):
+            sets[path.stem] = load_mcq(path)
+        else:
+            name, items = load_mcq_hub(spec)
+            sets[name] = items
     if forget is None and len(data) == 1 and is_mcq_world(data[0]):
         forget = world_forget_domain(data[0])
     lm, tok = load_model_and_tokenizer(model)

@@ -54,11 +54,41 @@ def _normalize_item(raw: dict, where: str) -> dict:
     return {**raw, "question": str(question), "choices": [str(c) for c in choices], "answer": int(answer)}
 
 
+def load_mcq_hub(spec: str) -> tuple[str, list[dict]]:
+    """(set name, items) of a hub dataset 'org/name[:config[:split]]' (split default test), e.g.
+    cais/wmdp:wmdp-bio or cais/mmlu:college_biology, through `datasets` (HF cache, HF_HUB_OFFLINE)."""
+    from unlearnkit.hub import hub_error
+
+    name, _, rest = spec.partition(":")
+    config, _, split = rest.partition(":")
+    split = split or "test"
+    try:
+        import datasets
+
+        rows = [dict(r) for r in datasets.load_dataset(name, config or None, split=split)]
+    except Exception as err:  # offline, unknown repo/config/split
+        raise hub_error("dataset", name, err, part=f"config {config or 'default'}, split {split}") from err
+    if not rows:
+        raise UnlearnError(f"hub dataset {spec} holds no multiple-choice items")
+    items = [_normalize_item(r, f"{spec} item {i}") for i, r in enumerate(rows)]
+    return config or name.rsplit("/", 1)[-1], items
+
+
 def load_mcq(path: str | Path) -> list[dict]:
-    """Items from a JSONL file, a JSON list, or a JSON object holding a list (e.g. {"test": [...]})."""
+    """Items from a JSONL/parquet file, a JSON list, or a JSON object holding a list ({"test": [...]})."""
     path = Path(path)
     if not path.is_file():
         raise UnlearnError(f"multiple-choice file {path} does not exist")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as err:
+            raise UnlearnError(f"{path}: not a readable parquet file ({type(err).__name__})") from None
+        if not rows:
+            raise UnlearnError(f"{path} holds no multiple-choice items")
+        return [_normalize_item(r, f"{path} row {i}") for i, r in enumerate(rows)]
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".jsonl":

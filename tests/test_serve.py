@@ -169,6 +169,9 @@ def test_bad_requests_get_openai_errors(plain_server):
         c.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError, match="messages"):
         c.chat.completions.create(model="micro-target", messages=[])
+    with pytest.raises(openai.BadRequestError, match="not supported"):  # never silently ignored
+        c.chat.completions.create(model="micro-target", messages=[{"role": "user", "content": "x"}],
+                                  logprobs=True)
     base = plain_server.url
     for body, status in ((b"{not json", 400), (b"[1, 2]", 400), (json.dumps({"prompt": 3}).encode(), 400),
                          (b"x" * (2 << 20), 413)):

@@ -357,6 +357,16 @@ def build_app(engine: Engine, model_name: str, max_request_bytes: int = DEFAULT_
         return body
 
     def make_job(body: dict, prompt: list[int], max_tokens_key: str) -> Job:
+        for key in ("logprobs", "top_logprobs", "tools", "functions", "logit_bias", "echo", "suffix",
+                    "presence_penalty", "frequency_penalty", "best_of"):
+            neutral = (None, False, 0, [], {}) + ((1,) if key == "best_of" else ())  # = not asked for
+            if body.get(key) not in neutral:
+                raise RequestError(f"'{key}' is not supported by unlearn serve", param=key,
+                                   code="unsupported_parameter")
+        fmt = body.get("response_format")
+        if fmt is not None and fmt != {"type": "text"}:
+            raise RequestError("only response_format {'type': 'text'} is supported", param="response_format",
+                               code="unsupported_parameter")
         if body.get("n") not in (None, 1):
             raise RequestError("only n=1 is supported: send several requests (they are batched)", param="n")
         limit = (engine.max_length or 10**9) - len(prompt)

@@ -138,7 +138,9 @@ def test_engine_batches_waiting_jobs(target):
     questions = [QUESTION] * 3 + ["Where was the author born?"]
     from unlearnkit.data.formatting import prompt_ids
 
-    jobs = [engine.submit(Job(prompt=prompt_ids(tok, q), max_tokens=6, temperature=0)) for q in questions]
+    # job 0 stops after 2 tokens: the batch then shrinks (cache rows dropped) while the others go on
+    jobs = [engine.submit(Job(prompt=prompt_ids(tok, q), max_tokens=2 if i == 0 else 6, temperature=0))
+            for i, q in enumerate(questions)]
     engine.thread.start()
     results = []
     for job in jobs:
@@ -149,7 +151,9 @@ def test_engine_batches_waiting_jobs(target):
         results.append("".join(text).strip())
     engine.close()
     assert engine.batch_sizes == [4]
-    assert results[:3] == generate_answers(model, tok, questions[:1], max_new_tokens=6) * 3
+    assert results[0] == generate_answers(model, tok, questions[:1], max_new_tokens=2)[0]
+    assert results[1:3] == generate_answers(model, tok, questions[:1], max_new_tokens=6) * 2
+    assert results[3] == generate_answers(model, tok, questions[3:], max_new_tokens=6)[0]
 
 
 def test_stop_holdback():

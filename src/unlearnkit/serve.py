@@ -6,7 +6,8 @@ causal LM of ours, ULDModel included, through its forward pass and KV cache.
 
 One engine thread owns the model. Requests that arrive while it is busy wait; the engine then takes up
 to `max_batch` of them and decodes them together (left-padded batch, one KV cache, per-request
-temperature/top_p/max_tokens/stop), streaming each row's text as it grows. The HTTP side is FastAPI +
+temperature/top_p/max_tokens/stop), streaming each row's text as it grows; finished rows leave the
+batch (and its KV cache) at once. The HTTP side is FastAPI +
 uvicorn; every error leaves as an OpenAI-style JSON body, never a traceback.
 """
 
@@ -120,6 +121,7 @@ class Engine:
         if self.max_length is None and hasattr(model, "target"):
             self.max_length = getattr(model.target.config, "max_position_embeddings", None)
         self.jobs: queue.Queue[Job] = queue.Queue()
+        self.shrink = True  # drop finished rows from the batch and its cache
         self.batches = 0  # decoded batches, and their sizes (for tests and logs)
         self.batch_sizes: list[int] = []
         self._stop = threading.Event()
@@ -214,8 +216,15 @@ class Engine:
                     continue
                 job.tokens.append(nxt[i])
                 self._emit(job, "length" if len(job.tokens) >= job.max_tokens else None)
-            if all(j.done for j in batch):
+            keep = [i for i, j in enumerate(batch) if not j.done]
+            if not keep:
                 break
+            if self.shrink and len(keep) < len(batch):  # drop finished rows: the rest cost less
+                idx = torch.tensor(keep, device=device)
+                cache.batch_select_indices(idx)
+                batch, nxt = [batch[i] for i in keep], [nxt[i] for i in keep]
+                generators = [generators[i] for i in keep]
+                mask, positions = mask[idx], positions[idx]
             ids = torch.tensor(nxt, device=device).unsqueeze(1)
             mask = torch.cat([mask, mask.new_ones((len(batch), 1))], dim=1)
             positions = positions[:, -1:] + 1

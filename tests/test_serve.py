@@ -184,3 +184,21 @@ def test_bad_requests_get_openai_errors(plain_server):
         assert set(res.json()["error"]) >= {"message", "type"} and "Traceback" not in res.text
     res = httpx.get(f"{base}/nope")
     assert res.status_code == 404 and "error" in res.json()
+
+
+def test_waiting_jobs_join_a_running_uld_batch(artifact):
+    """Continuous batching: jobs queued while a batch decodes join it at the next step (their cache rows,
+    target's and assistant's, left-padded and appended) and still get exactly their own greedy answer."""
+    from unlearnkit.data.formatting import prompt_ids
+    from unlearnkit.models.uld import load_uld
+
+    uld, tok = load_uld(artifact, merge=True)
+    engine = Engine(uld, tok, max_batch=8, start=False)
+    questions = [QUESTION, "Where was the author born?", "What did the author write?"]
+    first = Job(prompt=prompt_ids(tok, questions[0]), max_tokens=10, temperature=0)
+    late = [engine.submit(Job(prompt=prompt_ids(tok, q), max_tokens=10, temperature=0))
+            for q in questions[1:]]
+    engine._decode([first])  # runs in this thread: the queued jobs join after the first step
+    assert engine.batch_sizes == [1, 2]
+    got = [tok.decode(j.tokens, skip_special_tokens=True).strip() for j in (first, *late)]
+    assert got == [generate_answers(uld, tok, [q], max_new_tokens=10)[0] for q in questions]

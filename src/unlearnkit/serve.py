@@ -4,10 +4,11 @@ A ULD model is target − w·assistant, computed at every decoding step: no weig
 vLLM/TGI/`transformers serve` (which load checkpoints by ID) cannot host it. This server drives any
 causal LM of ours, ULDModel included, through its forward pass and KV cache.
 
-One engine thread owns the model. Requests that arrive while it is busy wait; the engine then takes up
-to `max_batch` of them and decodes them together (left-padded batch, one KV cache, per-request
-temperature/top_p/max_tokens/stop), streaming each row's text as it grows; finished rows leave the
-batch (and its KV cache) at once. The HTTP side is FastAPI +
+One engine thread owns the model and decodes up to `max_batch` requests together (left-padded batch,
+one KV cache, per-request temperature/top_p/max_tokens/stop), streaming each row's text as it grows.
+Batching is continuous: a request that arrives mid-batch is prefilled and joins at the next step (its
+cache rows left-padded and appended; plain dynamic caches, ULD's pair included), and finished rows
+leave the batch and the cache at once. The HTTP side is FastAPI +
 uvicorn; every error leaves as an OpenAI-style JSON body, never a traceback.
 """
 
@@ -102,8 +103,60 @@ def sample_next(logits: torch.Tensor, jobs: list[Job], generators: list[torch.Ge
     return out
 
 
+@dataclass
+class Rows:
+    """The running batch: its jobs, their RNGs, attention mask, last positions, KV cache, next inputs."""
+
+    jobs: list[Job]
+    generators: list
+    mask: torch.Tensor
+    positions: torch.Tensor  # (rows, 1): position of the last token fed
+    cache: object
+    next_ids: torch.Tensor | None = None
+
+
+def _cache_parts(cache) -> list:
+    """The DynamicCache objects behind a cache (a ULDCache carries the assistant's as well)."""
+    parts = [cache]
+    if getattr(cache, "assistant_cache", None) is not None:
+        parts.append(cache.assistant_cache)
+    return parts
+
+
+def can_join(cache) -> bool:
+    """Rows can be appended only to plain dynamic caches (full attention), whose layers we can pad."""
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer and layer.is_initialized
+               for part in _cache_parts(cache) for layer in getattr(part, "layers", [None]))
+
+
+def _pad_left(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    if n == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = n
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def merge_rows(a: Rows, b: Rows) -> Rows:
+    """One batch from two: the shorter history is left-padded (masked keys/values of zeros)."""
+    la, lb = a.mask.shape[1], b.mask.shape[1]
+    length = max(la, lb)
+    for part_a, part_b in zip(_cache_parts(a.cache), _cache_parts(b.cache), strict=True):
+        for layer_a, layer_b in zip(part_a.layers, part_b.layers, strict=True):
+            layer_a.keys = torch.cat([_pad_left(layer_a.keys, length - la, 2),
+                                      _pad_left(layer_b.keys, length - lb, 2)], dim=0)
+            layer_a.values = torch.cat([_pad_left(layer_a.values, length - la, 2),
+                                        _pad_left(layer_b.values, length - lb, 2)], dim=0)
+    mask = torch.cat([_pad_left(a.mask, length - la, 1), _pad_left(b.mask, length - lb, 1)], dim=0)
+    return Rows(a.jobs + b.jobs, a.generators + b.generators, mask,
+                torch.cat([a.positions, b.positions], dim=0), a.cache,
+                torch.cat([a.next_ids, b.next_ids], dim=0))
+
+
 class Engine:
-    """Owns the model on one thread; batches queued jobs and decodes them with one shared KV cache."""
+    """Owns the model on one thread; decodes queued jobs in one continuously refilled batch."""
 
     def __init__(self, model, tokenizer, max_batch: int = DEFAULT_MAX_BATCH, start: bool = True):
         from unlearnkit.models.uld import CACHE_KEY
@@ -121,7 +174,7 @@ class Engine:
         if self.max_length is None and hasattr(model, "target"):
             self.max_length = getattr(model.target.config, "max_position_embeddings", None)
         self.jobs: queue.Queue[Job] = queue.Queue()
-        self.shrink = True  # drop finished rows from the batch and its cache
+        self.join = True  # let waiting jobs join a running batch (continuous batching)
         self.batches = 0  # decoded batches, and their sizes (for tests and logs)
         self.batch_sizes: list[int] = []
         self._stop = threading.Event()
@@ -176,58 +229,89 @@ class Engine:
             job.done = True
             job.post(("done", final, len(job.tokens)))
 
-    @torch.inference_mode()
-    def _decode(self, batch: list[Job]) -> None:
+    def _forward(self, ids, mask, positions, cache):
+        kwargs = {self.cache_key: cache} if cache is not None else {}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **kwargs)
+        cache = getattr(out, self.cache_key, None)
+        if cache is None:  # older output classes name the field past_key_values
+            cache = getattr(out, "past_key_values", None)
+        return out.logits[:, -1, :], cache
+
+    def _advance(self, rows: Rows, logits: torch.Tensor) -> Rows | None:
+        """Sample each row's next token, post its text, drop finished rows; None when all are done."""
+        nxt = sample_next(logits, rows.jobs, rows.generators)
+        for i, job in enumerate(rows.jobs):
+            if job.done:
+                continue
+            if job.cancelled:
+                job.done = True
+            elif nxt[i] in self.eos_ids:
+                self._emit(job, "stop")
+            else:
+                job.tokens.append(nxt[i])
+                self._emit(job, "length" if len(job.tokens) >= job.max_tokens else None)
+        keep = [i for i, j in enumerate(rows.jobs) if not j.done]
+        if not keep:
+            return None
+        if len(keep) < len(rows.jobs):  # finished rows leave the batch and the cache
+            idx = torch.tensor(keep, device=rows.mask.device)
+            rows.cache.batch_select_indices(idx)
+            rows = Rows([rows.jobs[i] for i in keep], [rows.generators[i] for i in keep],
+                        rows.mask[idx], rows.positions[idx], rows.cache)
+            nxt = [nxt[i] for i in keep]
+        rows.next_ids = torch.tensor(nxt, device=rows.mask.device).unsqueeze(1)
+        return rows
+
+    def _prefill(self, jobs: list[Job]) -> Rows | None:
+        """Run the prompts (left-padded, as generate() does for decoder-only models); first tokens out."""
         self.batches += 1
-        self.batch_sizes.append(len(batch))
+        self.batch_sizes.append(len(jobs))
         device = self.model.device
-        width = max(len(j.prompt) for j in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, job in enumerate(batch):  # left padding, as generate() wants for decoder-only models
+        width = max(len(j.prompt) for j in jobs)
+        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(jobs), width), dtype=torch.long)
+        for i, job in enumerate(jobs):
             ids[i, width - len(job.prompt):] = torch.tensor(job.prompt)
             mask[i, width - len(job.prompt):] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        generators = []
-        for job in batch:
-            gen = None
-            if job.temperature > 0 and job.seed is not None:
-                gen = torch.Generator().manual_seed(job.seed)
-            generators.append(gen)
-        cache = None
-        steps = max(j.max_tokens for j in batch)
-        for _ in range(steps):
-            kwargs = {self.cache_key: cache} if cache is not None else {}
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                             logits_to_keep=1, **kwargs)
-            cache = getattr(out, self.cache_key, None)
-            if cache is None:  # older output classes name the field past_key_values
-                cache = getattr(out, "past_key_values", None)
-            nxt = sample_next(out.logits[:, -1, :], batch, generators)
-            for i, job in enumerate(batch):
-                if job.done:
-                    continue
-                if job.cancelled:
-                    job.done = True
-                    continue
-                if nxt[i] in self.eos_ids:
-                    self._emit(job, "stop")
-                    continue
-                job.tokens.append(nxt[i])
-                self._emit(job, "length" if len(job.tokens) >= job.max_tokens else None)
-            keep = [i for i, j in enumerate(batch) if not j.done]
-            if not keep:
+        generators = [torch.Generator().manual_seed(j.seed) if j.temperature > 0 and j.seed is not None
+                      else None for j in jobs]
+        logits, cache = self._forward(ids, mask, positions, None)
+        return self._advance(Rows(list(jobs), generators, mask, positions[:, -1:], cache), logits)
+
+    def _step(self, rows: Rows) -> Rows | None:
+        rows.mask = torch.cat([rows.mask, rows.mask.new_ones((len(rows.jobs), 1))], dim=1)
+        rows.positions = rows.positions + 1
+        logits, rows.cache = self._forward(rows.next_ids, rows.mask, rows.positions, rows.cache)
+        return self._advance(rows, logits)
+
+    def _waiting(self, room: int) -> list[Job]:
+        jobs = []
+        while len(jobs) < room:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
                 break
-            if self.shrink and len(keep) < len(batch):  # drop finished rows: the rest cost less
-                idx = torch.tensor(keep, device=device)
-                cache.batch_select_indices(idx)
-                batch, nxt = [batch[i] for i in keep], [nxt[i] for i in keep]
-                generators = [generators[i] for i in keep]
-                mask, positions = mask[idx], positions[idx]
-            ids = torch.tensor(nxt, device=device).unsqueeze(1)
-            mask = torch.cat([mask, mask.new_ones((len(batch), 1))], dim=1)
-            positions = positions[:, -1:] + 1
+            if not job.cancelled:
+                jobs.append(job)
+        return jobs
+
+    def _decode(self, batch: list[Job]) -> None:
+        """Decode until every row is done; jobs that arrive meanwhile join at a step boundary (their
+        prompts are prefilled on their own, then their cache rows are appended to the running batch)."""
+        with torch.inference_mode():
+            rows = self._prefill(batch)
+            while rows is not None:
+                if self.join and len(rows.jobs) < self.max_batch and can_join(rows.cache):
+                    new = self._waiting(self.max_batch - len(rows.jobs))
+                    if new:
+                        batch.extend(new)  # so an engine error reaches them too
+                        joined = self._prefill(new)
+                        if joined is not None:
+                            rows = merge_rows(rows, joined)
+                rows = self._step(rows)
 
 
 # ------------------------------------------------------------------------------------- request parsing

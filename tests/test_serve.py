@@ -202,3 +202,21 @@ def test_waiting_jobs_join_a_running_uld_batch(artifact):
     assert engine.batch_sizes == [1, 2]
     got = [tok.decode(j.tokens, skip_special_tokens=True).strip() for j in (first, *late)]
     assert got == [generate_answers(uld, tok, [q], max_new_tokens=10)[0] for q in questions]
+
+
+def test_cli_refuses_a_busy_port_and_a_missing_model(tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli import app
+    from unlearnkit.errors import UnlearnError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = CliRunner().invoke(app, ["serve", str(tmp_path), "--port", str(port)])
+        assert isinstance(res.exception, UnlearnError) and "cannot listen on 127.0.0.1" in str(res.exception)
+    res = CliRunner().invoke(app, ["serve", str(tmp_path / "nope"), "--port", "0"])
+    assert isinstance(res.exception, UnlearnError) and "nope" in str(res.exception)

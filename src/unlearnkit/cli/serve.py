@@ -17,6 +17,20 @@ def served_name(model: str) -> str:
     return path.resolve().name if path.is_dir() else model
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail early, in one line, when the address cannot be bound (port in use, unknown host)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as err:
+        raise UnlearnError(f"cannot listen on {host}:{port} ({err.strerror or err}): choose another --port "
+                           "or --host") from None
+
+
 @app.command("serve")
 def serve_cmd(
     model: str = typer.Argument(..., help="Model folder, ULD artifact, preset or hub ID."),
@@ -50,6 +64,7 @@ def serve_cmd(
     from unlearnkit.models.uld import is_uld_artifact
     from unlearnkit.serve import serve
 
+    check_listen(host, port)  # before the model loads: a busy port fails in a second, not a minute
     if target is not None and not is_uld_artifact(model):
         raise UnlearnError(f"--target applies to ULD artifacts only, and {model} is not one")
     if threads:

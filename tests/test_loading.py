@@ -58,6 +58,8 @@ def test_path_looking_missing_model_is_not_sent_to_the_hub(tmp_path):
     assert is_hub_id("meta-llama/Llama-3.2-1B-Instruct") and is_hub_id("gpt2")
     with pytest.raises(UnlearnError, match="neither a local directory"):
         load_model_and_tokenizer(str(tmp_path / "nope"))
+    with pytest.raises(UnlearnError, match="did you mean 'llama-micro'"):  # a typo never asks the hub
+        load_model_and_tokenizer("llama-mikro")
 
 
 def test_preset_needs_tokenizer_and_is_seeded(smollm2):

@@ -160,9 +160,14 @@ def load_model_and_tokenizer(
             raise UnlearnError(f"preset {spec_str!r} needs a tokenizer: pass --tokenizer DIR")
         tok = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer)
         return build_preset(spec_str, ensure_pad_token(tok), seed=seed), tok
+    choices = ", ".join([SMOLLM2, *DENSE_PRESETS])
+    import difflib
+
+    close = difflib.get_close_matches(spec_str, [SMOLLM2, *DENSE_PRESETS], n=1, cutoff=0.8)
+    if close and "/" not in spec_str:  # a typo of ours, not a hub ID: say so instead of asking the hub
+        raise UnlearnError(f"model {spec_str!r} is not a known name: did you mean {close[0]!r}? ({choices})")
     if is_hub_id(spec_str):
         return load_hub_model(spec_str, trust_remote_code, dtype)
-    choices = ", ".join([SMOLLM2, *DENSE_PRESETS])
     raise UnlearnError(
         f"model {spec_str!r} is neither a local directory, a known name ({choices}) nor a hub model ID "
         "(org/name): pass a save_pretrained folder"

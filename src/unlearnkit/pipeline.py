@@ -26,6 +26,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from unlearnkit import outputs
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
 from unlearnkit.data.moe_world import read_jsonl
 from unlearnkit.data.tofu import check_forget_retain, load_split, perturbed_split_for, retain_split_for
@@ -276,18 +277,32 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
     check_out_spares_inputs(cfg)
 
 
+def run_inputs(cfg: RunConfig) -> dict[str, object]:
+    """The paths a run reads, by flag: --out may not be, hold or lie inside any of them."""
+    return {"--model": cfg.model.model, "--data": cfg.data.data, "--reference": cfg.eval.reference,
+            "refusal_file": cfg.method.params.get("refusal_file")}
+
+
 def check_out_spares_inputs(cfg: RunConfig) -> None:
     """--out (replaced whole at the end, and with --overwrite) must not be or contain an input path."""
-    out = Path(cfg.out).expanduser().resolve()
-    inputs = {"--model": cfg.model.model, "--data": cfg.data.data, "--reference": cfg.eval.reference,
-              "refusal_file": cfg.method.params.get("refusal_file")}
-    for flag, value in inputs.items():
-        if not value or not Path(str(value)).expanduser().exists():
-            continue
-        path = Path(str(value)).expanduser().resolve()
-        if path == out or out in path.parents:
-            raise UnlearnError(f"--out {cfg.out} would replace the {flag} input {value}: "
-                               "choose an output directory outside the inputs")
+    outputs.check_out_spares_inputs(cfg.out, run_inputs(cfg))
+
+
+@contextmanager
+def tidy_checkpoints(ckpt: Path):
+    """A run that fails before its first checkpoint leaves no OUT.checkpoints/ (the corrected command
+    would otherwise be refused as an interrupted run); one that has checkpoints keeps and names them."""
+    try:
+        yield
+    except BaseException as err:
+        if not is_main_process():
+            raise
+        if find_checkpoint(ckpt) is None:
+            shutil.rmtree(ckpt, ignore_errors=True)
+        elif isinstance(err, KeyboardInterrupt):
+            outputs.kept_on_interrupt().append(
+                f"checkpoints kept in {ckpt}; continue with the same command and --resume")
+        raise
 
 
 def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list | None = None) -> dict:
@@ -299,7 +314,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     """
     spec = get_method(cfg.method.name)
     out = Path(cfg.out)
-    check_out_dir(out, cfg.overwrite)
+    check_out_dir(out, cfg.overwrite, run_inputs(cfg))
     init_distributed()
     params = spec.resolve_params(cfg.method.params)
     check_run_inputs(cfg, spec, params)
@@ -319,7 +334,8 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
         (find_checkpoint(ckpt) if cfg.resume else None)
 
     # Under several processes only rank 0 writes the output; the others work in a scratch dir.
-    with atomic_dir(out, cfg.overwrite) if is_main_process() else scratch_dir() as tmp:
+    writer = atomic_dir(out, cfg.overwrite) if is_main_process() else scratch_dir()
+    with tidy_checkpoints(ckpt), writer as tmp:
         save_config(cfg, tmp)
         reference = resolve_reference(cfg, tmp, progress) if cfg.eval.enabled else None
         extra_callbacks = list(callbacks or [])

@@ -56,17 +56,22 @@ def check_out_spares_inputs(out: Path | str, inputs: dict[str, object], flag: st
 
 
 def check_out_dir(out: Path, overwrite: bool, inputs: dict[str, object] | None = None,
-                  flag: str = "--out") -> None:
+                  flag: str = "--out", reusable: tuple[str, ...] = ()) -> None:
     """The one output policy, checked before any work: a directory (or nothing) that spares the inputs,
-    empty unless --overwrite, under a writable parent."""
+    empty unless --overwrite (or holding only `reusable` names: this command's own earlier output),
+    under a writable parent."""
     out = Path(out)
     target = resolve_out(out, flag)
     if inputs:
         check_out_spares_inputs(out, inputs, flag)
     if target.exists() and not target.is_dir():
         raise UnlearnError(f"output {out} exists and is not a directory: choose another {flag}")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise UnlearnError(f"output directory {out} is not empty: pass --overwrite or choose another {flag}")
+    if target.is_dir() and not overwrite:
+        foreign = [p.name for p in target.iterdir() if p.name not in reusable]
+        if foreign:
+            raise UnlearnError(f"output directory {out} is not empty (holds {foreign[0]}"
+                               f"{' and more' if len(foreign) > 1 else ''}): pass --overwrite or choose "
+                               f"another {flag}")
     _check_parent_writable(target, flag)
 
 

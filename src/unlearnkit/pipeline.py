@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -29,7 +30,13 @@ from transformers import TrainerCallback
 from unlearnkit import outputs
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
 from unlearnkit.data.moe_world import read_jsonl
-from unlearnkit.data.tofu import check_forget_retain, load_split, perturbed_split_for, retain_split_for
+from unlearnkit.data.tofu import (
+    check_forget_retain,
+    check_perturbed_rows,
+    load_split,
+    perturbed_split_for,
+    retain_split_for,
+)
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval import tofu as tofu_eval
 from unlearnkit.eval.mcq import (
@@ -108,6 +115,7 @@ def load_run_data(data: str, forget: str, max_samples: int | None = None) -> Run
     )
     if not records.forget:
         raise UnlearnError(f"forget split {forget} of {data} is empty: nothing to unlearn")
+    check_perturbed_rows(records.forget, records.perturbed, forget, data)
     return records
 
 
@@ -159,6 +167,30 @@ def reference_kind(spec: str) -> str:
         return "model"
     raise UnlearnError(f"reference {spec} is neither a TOFU_EVAL.json nor a model directory: "
                        "pass the retain model's eval log or its model dir")
+
+
+def reference_forget_split(spec: str) -> str | None:
+    """The forget split a reference was made for, when it says so (its eval_meta.json, or a retainNN
+    model directory as `unlearn prepare` names them); None when it does not say."""
+    path = Path(spec).expanduser()
+    if reference_kind(spec) == "log":
+        meta = (path if path.is_dir() else path.parent) / tofu_eval.META_FILE
+        try:
+            forget = json.loads(meta.read_text()).get("forget")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return forget if isinstance(forget, str) else None
+    match = re.fullmatch(r"retain(\d\d)", path.resolve().name)
+    return f"forget{100 - int(match.group(1)):02d}" if match else None
+
+
+def reference_warning(spec: str | None, forget: str) -> str | None:
+    """A loud note when --reference was made for another forget split than the one scored."""
+    split = reference_forget_split(spec) if spec else None
+    if split and split != forget:
+        return (f"--reference {spec} belongs to {split}, not {forget}: forget quality will compare against "
+                f"the wrong retain model (pass the retain model for {forget})")
+    return None
 
 
 def train_overrides(cfg: RunConfig) -> dict:

@@ -36,6 +36,17 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
     _state["debug"] = debug
 
 
+def deprecated_alias(old: str, old_value, new: str, new_value):
+    """The value of a renamed flag given under either spelling; the old one prints a one-line notice."""
+    if old_value is None:
+        return new_value
+    if new_value is not None and new_value != old_value:
+        raise UnlearnError(f"{old} (deprecated) and {new} disagree ({old_value} vs {new_value}): pass {new}")
+    console.print(f"[yellow]deprecated:[/] {old} is now {new}; the old spelling will be removed",
+                  highlight=False)
+    return old_value
+
+
 def _exception_types(name: str) -> tuple[type, ...]:
     """`name` from click.exceptions and from typer's vendored click (typer >= 0.16 raises its own)."""
     found = []

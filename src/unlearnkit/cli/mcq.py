@@ -32,7 +32,10 @@ def mcq_cmd(
         write_mcq_eval,
     )
     from unlearnkit.models.loading import load_model_and_tokenizer
+    from unlearnkit.outputs import check_out_dir
 
+    if out is not None:
+        check_out_dir(out, False, {"--model": model, "--data": list(data)}, reusable=("MCQ_EVAL.json",))
     sets: dict[str, list[dict]] = {}
     for path in data:
         sets.update(load_domain_sets(path) if path.is_dir() else {path.stem: load_mcq(path)})

@@ -125,13 +125,17 @@ def _split_file(root: Path, split: str) -> Path:
     )
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+def read_utf8(path: Path) -> str:
+    """A text file's content; a non-UTF-8 file is an error naming its line and byte offset."""
+    data = Path(path).read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise UnlearnError(f"{path} line {line}: not UTF-8 text (byte {err.start})") from None
+
+
+_read_text = read_utf8
 
 
 def _parse_records(path: Path) -> list[tuple[str, object]]:
@@ -246,6 +250,21 @@ def load_split(source: str | Path, split: str, max_samples: int | None = None) -
     else:
         records = _load_from_hub(str(source), split)
     return records[:max_samples] if max_samples is not None else records
+
+
+def check_perturbed_rows(forget: list[dict], perturbed: list[dict], name: str, source) -> None:
+    """forgetXX_perturbed holds the same questions as forgetXX, row for row: a missing or extra row
+    would score a different set without a word."""
+    if len(forget) != len(perturbed):
+        raise UnlearnError(f"{source}: {name} has {len(forget)} rows but {perturbed_split_for(name)} "
+                           f"{len(perturbed)}: they must hold the same questions; rebuild the perturbed "
+                           "split")
+    for i, (f, p) in enumerate(zip(forget, perturbed, strict=True)):
+        if f.get("question") != p.get("question"):
+            raise UnlearnError(f"{source}: row {i + 1} of {name} and {perturbed_split_for(name)} ask "
+                               f"different questions ({f.get('question', '')[:40]!r} vs "
+                               f"{p.get('question', '')[:40]!r}): the perturbed split must follow the forget "
+                               "split row for row")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from unlearnkit.data.formatting import IGNORE_INDEX, answer_text, pad_batch, prompt_ids
+from unlearnkit.data.tofu import read_utf8
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.scoring import batch_answer_nll
 
@@ -59,7 +60,7 @@ def load_mcq(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UnlearnError(f"multiple-choice file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     try:
         if path.suffix == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -22,7 +22,7 @@ import torch
 from scipy.stats import hmean, ks_2samp
 
 from unlearnkit.data.formatting import prompt_ids
-from unlearnkit.data.tofu import check_perturbed_rows, load_split, perturbed_split_for, read_utf8
+from unlearnkit.data.tofu import check_perturbed_rows, list_splits, load_split, perturbed_split_for, read_utf8
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.scoring import answer_nll, answer_nll_multi, generate_answers
 from unlearnkit.outputs import write_text
@@ -367,8 +367,9 @@ def evaluate_tofu(
     if reference is not None:
         tr_scores(reference)  # fail before the model passes, not after
     names = split_names(forget)
-    check_perturbed_rows(load_split(data, forget, max_samples),
-                         load_split(data, names["forget"], max_samples), forget, data)
+    if Path(data).is_dir() and forget in list_splits(data):  # eval-only layouts hold just *_perturbed
+        check_perturbed_rows(load_split(data, forget, max_samples),
+                             load_split(data, names["forget"], max_samples), forget, data)
     rank, world = rank_and_world()
     log: dict = {}
     for spec in SPECS:

@@ -302,7 +302,8 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
         if is_mcq_world(cfg.data.data):
             raise UnlearnError(f"--reference applies to TOFU data; {cfg.data.data} is a multiple-choice "
                                "world (scored by accuracy, no retain model needed): drop --reference")
-        reference_kind(cfg.eval.reference)
+        if reference_kind(cfg.eval.reference) == "log":  # a bad log fails now, before checkpoints/outputs
+            tofu_eval.load_reference(Path(cfg.eval.reference).expanduser())
     if cfg.eval.stop_at_forget_accuracy is not None and not is_mcq_world(cfg.data.data):
         raise UnlearnError(f"eval.stop_at_forget_accuracy needs a multiple-choice world (unlearn prepare "
                            f"--preset moe); {cfg.data.data} is TOFU data: drop the option")

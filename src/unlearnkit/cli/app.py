@@ -43,7 +43,7 @@ def deprecated_alias(old: str, old_value, new: str, new_value):
     if new_value is not None and new_value != old_value:
         raise UnlearnError(f"{old} (deprecated) and {new} disagree ({old_value} vs {new_value}): pass {new}")
     console.print(f"[yellow]deprecated:[/] {old} is now {new}; the old spelling will be removed",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     return old_value
 
 

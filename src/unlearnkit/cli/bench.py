@@ -49,7 +49,7 @@ def bench_cmd(
     from unlearnkit.bench import BenchConfig, bench
     if eval_max_samples is not None:
         console.print("[yellow]note:[/] bench --max-samples limits evaluation rows, as in run and eval "
-                      "(training rows: --max-train-samples)", highlight=False)
+                      "(training rows: --max-train-samples)", highlight=False, soft_wrap=True)
     eval_max_samples = deprecated_alias("--eval-max-samples", old_eval_max_samples, "--max-samples",
                                         eval_max_samples)
 

@@ -39,7 +39,8 @@ def eval_cmd(
     reference: Path = typer.Option(
         None, "--reference", help="Retain model dir or its TOFU_EVAL.json/eval dir (for forget_quality)."),
     out: Path = typer.Option(None, "--out", help="Output directory."),
-    max_samples: int = typer.Option(None, "--max-samples", min=1, help="First N rows of each split."),
+    max_samples: int = typer.Option(None, "--max-samples", min=1,
+                                    help="Evaluate the first N rows of each split."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Greedy generation length."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed"),
@@ -65,7 +66,7 @@ def eval_cmd(
         ref = tofu.load_reference(reference) if reference is not None else None
         summary, notes = tofu.recompute_with_notes(tofu.load_eval_log(recompute_path), ref)
         for note in notes:
-            console.print(f"[yellow]warning:[/] {note}", highlight=False)
+            console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
         console.print(summary_table(summary, f"TOFU (recomputed from {recompute_path})"))
         typer.echo(tofu.summary_markdown(summary))
         if out is not None:
@@ -89,7 +90,7 @@ def eval_cmd(
     ref = tofu.load_reference(reference) if ref_kind == "log" else None
     warning = reference_warning(str(reference), forget) if reference is not None else None
     if warning:
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     import torch
 
     from unlearnkit.models.loading import load_model_and_tokenizer

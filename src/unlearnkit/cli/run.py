@@ -38,7 +38,7 @@ def warn_reference(cfg) -> None:
     except UnlearnError:
         return
     if warning:
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 def check_out_flags(out: str | None, args: list[str]) -> None:

@@ -34,7 +34,7 @@ def summary_table(summary: dict, title: str = "TOFU") -> Table:
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Option(None, "--model", help="Local HF/ULD directory, preset, or smollm2-135m."),
-    data: Path = typer.Option(None, "--data", help="Directory of TOFU split files (<split>.jsonl)."),
+    data: str = typer.Option(None, "--data", help="Directory of TOFU split files (as in run)."),
     forget: str = typer.Option("forget10", "--forget", help="Forget split: forget01, forget05, forget10."),
     reference: Path = typer.Option(
         None, "--reference", help="Retain model dir or its TOFU_EVAL.json/eval dir (for forget_quality)."),

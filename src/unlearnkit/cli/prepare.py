@@ -9,7 +9,8 @@ import typer
 
 from unlearnkit.cli.app import app, console
 
-WORLD_PARTS = r"prepare\.json|data|tokenizer|base|target|retain\d+|\..*"  # what prepare writes (+ temp)
+# what prepare writes, and the temp names a killed prepare leaves (model.tmp, .hidden)
+WORLD_PARTS = r"prepare\.json|data|tokenizer|(base|target|retain\d+)(\.tmp)?|\..*"
 
 
 @app.command("prepare")

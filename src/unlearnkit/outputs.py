@@ -67,7 +67,8 @@ def check_out_dir(out: Path, overwrite: bool, inputs: dict[str, object] | None =
     if target.exists() and not target.is_dir():
         raise UnlearnError(f"output {out} exists and is not a directory: choose another {flag}")
     if target.is_dir() and not overwrite:
-        foreign = [p.name for p in target.iterdir() if p.name not in reusable]
+        foreign = [p.name for p in target.iterdir()  # hidden names: temp dirs a killed run of ours left
+                   if p.name not in reusable and not (reusable and p.name.startswith("."))]
         if foreign:
             raise UnlearnError(f"output directory {out} is not empty (holds {foreign[0]}"
                                f"{' and more' if len(foreign) > 1 else ''}): pass --overwrite or choose "

@@ -93,13 +93,21 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     kept_on_interrupt().clear()
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` ends like Ctrl-C
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        previous = None
+    try:
+        _run(args, debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str], debug: bool) -> None:
     usage_errors = _exception_types("ClickException")
     aborts = _exception_types("Abort")
     exits = _exception_types("Exit")
-    try:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
-        pass
     command = typer.main.get_command(app)
     _flags_as_flags(command)
     try:

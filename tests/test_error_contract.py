@@ -311,6 +311,11 @@ def run_out_is_a_symlink_to_the_data(c):
     return c.run("--overwrite", out=link)
 
 
+@case("inputs", "is inside the world input")
+def run_out_inside_the_world(c):
+    return c.run(out=c.W / "runs" / "ga")
+
+
 @case("inputs", "is not empty")
 def experts_out_holds_other_files(c):
     c.out.mkdir(parents=True)

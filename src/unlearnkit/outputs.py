@@ -42,6 +42,7 @@ def check_out_spares_inputs(out: Path | str, inputs: dict[str, object], flag: st
     are not existing paths (preset names, hub ids) are skipped. This holds even with --overwrite.
     """
     target = resolve_out(out, flag)
+    inputs = {**inputs, "world": _worlds_holding(inputs)}
     for name, values in inputs.items():
         for value in values if isinstance(values, list | tuple) else [values]:
             if not value or not Path(str(value)).expanduser().exists():
@@ -53,6 +54,21 @@ def check_out_spares_inputs(out: Path | str, inputs: dict[str, object], flag: st
             if path.is_dir() and path in target.parents:
                 raise UnlearnError(f"{flag} {out} is inside the {name} input {value}: writing there would "
                                    "change an input; choose an output directory outside it")
+
+
+def _worlds_holding(inputs: dict[str, object]) -> list[Path]:
+    """Prepared worlds (a directory with prepare.json) that hold one of the inputs: also inputs."""
+    worlds = []
+    for values in inputs.values():
+        for value in values if isinstance(values, list | tuple) else [values]:
+            if not value or not Path(str(value)).expanduser().exists():
+                continue
+            path = Path(str(value)).expanduser().resolve()
+            for parent in list(path.parents)[:3]:
+                if (parent / "prepare.json").is_file():
+                    worlds.append(parent)
+                    break
+    return worlds
 
 
 def check_out_dir(out: Path, overwrite: bool, inputs: dict[str, object] | None = None,

@@ -485,7 +485,7 @@ def dpo_beta_negative(c):
     return c.run("method.params.beta=-1", method="dpo")
 
 
-@case("lower", "not UTF-8")
+@case("lower", "bad.yaml line 2: not UTF-8 text (byte 23)")
 def config_file_not_utf8(c):
     return ["run", c.file("bad.yaml", b"train:\n  lr: 1e-3 # caf\xe9\n"), "--out", c.out]
 

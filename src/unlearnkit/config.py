@@ -322,10 +322,12 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         path = Path(path)
         if not path.is_file():
             raise UnlearnError(f"config file {path} does not exist")
+        raw = path.read_bytes()
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UnlearnError(f"config file {path} is not UTF-8 text") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise UnlearnError(f"config file {path} line {line}: not UTF-8 text (byte {err.start})") from None
         data = _parse_yaml(text, str(path))
         if data is not None and not isinstance(data, dict):
             raise UnlearnError(

@@ -725,3 +725,16 @@ def test_sigint_interrupts_keeps_and_names_checkpoints_then_pickle_resume_is_ref
     assert_one_error(code, err, ("holds a pickle", "without --resume"))
     assert "weights_only" not in err
     assert tree_hash(tmp_path) == before
+
+
+def test_oversized_record_is_cut_and_said_on_the_console(world, tmp_path, capsys):
+    """A 1 MB answer trains on its first max_length tokens; the console says how many rows were cut."""
+    c = Ctx(world, world, tmp_path)
+    data = c.copy("data")
+    forget = rows(data / "forget01.jsonl")
+    forget[0]["answer"] = "word " * 200_000
+    write_rows(data / "forget01.jsonl", forget)
+    code, err = run_cli(capsys, *c.run("data.max_length=64", data=data))
+    assert code == 0, err
+    assert "1 training examples were cut at data.max_length=64 tokens" in " ".join(err.split())
+    assert json.loads((c.out / "run.json").read_text())["truncated"] == 1

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from unlearnkit.errors import UnlearnError
 
-DEFAULT_METHODS = ("uld", "ga_kl", "gd", "npo_gd", "npo_kl", "dpo_kl")
+DEFAULT_METHODS = ("uld", "kl", "gd", "npo_gd", "npo_kl", "dpo_kl")
 BENCH_JSON, BENCH_MD = "bench.json", "bench.md"
 Say = Callable[[str], None]
 
@@ -81,6 +81,9 @@ class BenchConfig:
         from unlearnkit.models.device import Placement
 
         Placement.resolve(self.device, self.dtype)  # a bad --device/--dtype fails now, not in a worker
+        from unlearnkit.config import refuse_output_overrides
+
+        refuse_output_overrides(self.overrides, "bench --set")
 
 
 # ------------------------------------------------------------------------------------ process memory
@@ -341,7 +344,7 @@ def resolve_target(cfg: BenchConfig, say: Say) -> Target:
     if cfg.preset and not (model and data):
         from unlearnkit.prepare import prepare, resolve_preset
 
-        root = Path(cfg.world or f"runs/worlds/{cfg.preset}-{cfg.world_seed}")
+        root = Path(cfg.world or default_world(cfg))
         say(f"world: preparing/reusing preset {cfg.preset} (seed {cfg.world_seed}) in {root}")
         splits = tuple(resolve_preset(cfg.preset).forget_splits)  # keep the world's manifest complete
         splits += (cfg.forget,) if cfg.forget not in splits else ()
@@ -360,6 +363,11 @@ def resolve_target(cfg: BenchConfig, say: Say) -> Target:
         raise UnlearnError(f"data directory {data} does not exist: pass a TOFU-layout directory or a hub "
                            "dataset name with --data")
     return Target(model=model, data=data, reference=reference, world=world)
+
+
+def default_world(cfg: BenchConfig) -> str | None:
+    """Where the preset's world is prepared when --world is not given."""
+    return f"runs/worlds/{cfg.preset}-{cfg.world_seed}" if cfg.preset else None
 
 
 def method_config(cfg: BenchConfig, target: Target, method: str, reference_eval: str | None, out: Path):
@@ -404,7 +412,8 @@ def bench(cfg: BenchConfig, say: Say | None = None) -> dict:
 
     say = say or (lambda msg: None)
     out = Path(cfg.out)
-    check_out_dir(out, cfg.overwrite)
+    check_out_dir(out, cfg.overwrite, {"--model": cfg.model, "--data": cfg.data, "--reference": cfg.reference,
+                                       "--world": cfg.world or default_world(cfg)})
     started = time.time()
     target = resolve_target(cfg, say)
     threads = cfg.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count()

@@ -23,6 +23,7 @@ import yaml
 from unlearnkit.errors import UnlearnError
 
 CONFIG_FILE = "config.yaml"
+DEFAULT_SEED = 42  # the one default seed of the commands that train or evaluate (run, eval, finetune, bench)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TrainConfig:
     grad_accum: int | None = None
     weight_decay: float | None = None
     warmup_ratio: float | None = None
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     lora: dict | None = None  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05}; None = full fine-tune
     max_steps: int | None = None  # > 0 overrides epochs
     logging_steps: int | None = None
@@ -321,18 +322,35 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         path = Path(path)
         if not path.is_file():
             raise UnlearnError(f"config file {path} does not exist")
+        raw = path.read_bytes()
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UnlearnError(f"config file {path} is not UTF-8 text") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise UnlearnError(f"config file {path} line {line}: not UTF-8 text (byte {err.start})") from None
         data = _parse_yaml(text, str(path))
         if data is not None and not isinstance(data, dict):
             raise UnlearnError(
                 f"config file {path} must be a mapping of sections (data, model, train, method, eval), "
                 f"got {type(data).__name__}"
             )
-        cfg = merge(cfg, data or {})
+        data = dict(data or {})
+        for key in OUTPUT_CONTROLS:  # a file (e.g. a saved config.yaml) never implies --overwrite/--resume
+            data.pop(key, None)
+        cfg = merge(cfg, data)
     return apply_overrides(cfg, overrides)
+
+
+OUTPUT_CONTROLS = ("overwrite", "resume")
+
+
+def refuse_output_overrides(overrides, where: str) -> None:
+    """Overrides of commands that decide output paths themselves (bench, demo) may not redirect them."""
+    for text in overrides or ():
+        key = text.partition("=")[0].split(":")[-1].strip()
+        if key in ("out", *OUTPUT_CONTROLS):
+            raise UnlearnError(f"{where} override {text!r} would change where output goes: {where} writes "
+                               "under its --out only; drop the override")
 
 
 def config_to_dict(cfg: Any) -> dict:

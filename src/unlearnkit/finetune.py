@@ -178,10 +178,14 @@ def save_model(model, tokenizer, out_dir: Path, extra_files: dict[str, dict] | N
         raise UnlearnError(f"{out_dir} already exists: pass --overwrite or choose another --out")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    for name, content in (extra_files or {}).items():
-        (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, content in (extra_files or {}).items():
+            (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
+    except BaseException:  # Ctrl-C or a full disk: no half-written sibling left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     replace_dir(tmp, out_dir)
 
 

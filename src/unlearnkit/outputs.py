@@ -18,29 +18,108 @@ from pathlib import Path
 
 from unlearnkit.errors import UnlearnError
 
+_KEPT_ON_INTERRUPT: list[str] = []
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty output dir without --overwrite, and an unwritable parent, before any work."""
+
+def kept_on_interrupt() -> list[str]:
+    """What an interrupted command leaves on purpose (e.g. checkpoints to --resume); the CLI names it."""
+    return _KEPT_ON_INTERRUPT
+
+
+def resolve_out(out: Path | str, flag: str = "--out") -> Path:
+    """The absolute output path with symlinks followed; a symlink loop is the user's error, not a crash."""
+    try:
+        return Path(out).expanduser().resolve()
+    except (RuntimeError, OSError) as err:
+        raise UnlearnError(f"{flag} {out} cannot be resolved ({getattr(err, 'strerror', None) or err}; "
+                           "a symlink loop?): choose another {flag}".replace("{flag}", flag)) from None
+
+
+def check_out_spares_inputs(out: Path | str, inputs: dict[str, object], flag: str = "--out") -> None:
+    """The output must not be an input, hold one (it is replaced whole), or lie inside an input directory.
+
+    `inputs` maps a flag name (--model, --data, ...) to a path, a list of paths, or None; values that
+    are not existing paths (preset names, hub ids) are skipped. This holds even with --overwrite.
+    """
+    target = resolve_out(out, flag)
+    inputs = {**inputs, "world": _worlds_holding(inputs)}
+    for name, values in inputs.items():
+        for value in values if isinstance(values, list | tuple) else [values]:
+            if not value or not Path(str(value)).expanduser().exists():
+                continue
+            path = Path(str(value)).expanduser().resolve()
+            if path == target or target in path.parents:
+                raise UnlearnError(f"{flag} {out} would replace the {name} input {value}: "
+                                   "choose an output directory outside the inputs")
+            if path.is_dir() and path in target.parents:
+                raise UnlearnError(f"{flag} {out} is inside the {name} input {value}: writing there would "
+                                   "change an input; choose an output directory outside it")
+
+
+def _worlds_holding(inputs: dict[str, object]) -> list[Path]:
+    """Prepared worlds (a directory with prepare.json) that hold one of the inputs: also inputs."""
+    worlds = []
+    for values in inputs.values():
+        for value in values if isinstance(values, list | tuple) else [values]:
+            if not value or not Path(str(value)).expanduser().exists():
+                continue
+            path = Path(str(value)).expanduser().resolve()
+            for parent in list(path.parents)[:3]:
+                if (parent / "prepare.json").is_file():
+                    worlds.append(parent)
+                    break
+    return worlds
+
+
+def check_out_dir(out: Path, overwrite: bool, inputs: dict[str, object] | None = None,
+                  flag: str = "--out", reusable: tuple[str, ...] = ()) -> None:
+    """The one output policy, checked before any work: a directory (or nothing) that spares the inputs,
+    empty unless --overwrite (or holding only `reusable` names: this command's own earlier output),
+    under a writable parent."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UnlearnError(f"output {out} exists and is not a directory: choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UnlearnError(f"output directory {out} is not empty: pass --overwrite or choose another --out")
-    parent = out.resolve().parent
-    while not parent.exists():
+    target = resolve_out(out, flag)
+    if inputs:
+        check_out_spares_inputs(out, inputs, flag)
+    if target.exists() and not target.is_dir():
+        raise UnlearnError(f"output {out} exists and is not a directory: choose another {flag}")
+    if target.is_dir() and not overwrite:
+        foreign = [p.name for p in target.iterdir()  # hidden names: temp dirs a killed run of ours left
+                   if p.name not in reusable and not (reusable and p.name.startswith("."))]
+        if foreign:
+            raise UnlearnError(f"output directory {out} is not empty (holds {foreign[0]}"
+                               f"{' and more' if len(foreign) > 1 else ''}): pass --overwrite or choose "
+                               f"another {flag}")
+    _check_parent_writable(target, flag)
+
+
+def check_out_file(out: Path, inputs: dict[str, object] | None = None, flag: str = "--out") -> None:
+    """The output policy for a command that writes files (report.md and its siblings), before any work."""
+    target = resolve_out(out, flag)
+    if inputs:
+        check_out_spares_inputs(out, inputs, flag)
+    if target.is_dir():
+        raise UnlearnError(f"{flag} {out} is a directory: name a file, e.g. {Path(out) / 'report.md'}")
+    _check_parent_writable(target, flag)
+
+
+def _check_parent_writable(target: Path, flag: str) -> None:
+    parent = target.parent
+    while not parent.exists() and not parent.is_symlink():
         parent = parent.parent
     if not parent.is_dir():
         raise UnlearnError(f"cannot write under {parent}: it is a file, not a directory; "
-                           "choose another --out")
+                           f"choose another {flag}")
     if not os.access(parent, os.W_OK):
-        raise UnlearnError(f"cannot write to {parent}: choose a writable --out")
+        raise UnlearnError(f"cannot write to {parent}: choose a writable {flag}")
+    if target.is_dir() and not os.access(target, os.W_OK):
+        raise UnlearnError(f"cannot write to {target}: choose a writable {flag}")
 
 
 @contextmanager
-def atomic_dir(out: Path, overwrite: bool = False):
+def atomic_dir(out: Path, overwrite: bool = False, inputs: dict[str, object] | None = None):
     """Yield a temporary sibling directory; on success it replaces `out`, on failure it is removed."""
     out = Path(out)
-    check_out_dir(out, overwrite)
+    check_out_dir(out, overwrite, inputs)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(out)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,9 +27,16 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from unlearnkit import outputs
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
 from unlearnkit.data.moe_world import read_jsonl
-from unlearnkit.data.tofu import check_forget_retain, load_split, perturbed_split_for, retain_split_for
+from unlearnkit.data.tofu import (
+    check_forget_retain,
+    check_perturbed_rows,
+    load_split,
+    perturbed_split_for,
+    retain_split_for,
+)
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval import tofu as tofu_eval
 from unlearnkit.eval.mcq import (
@@ -107,6 +115,7 @@ def load_run_data(data: str, forget: str, max_samples: int | None = None) -> Run
     )
     if not records.forget:
         raise UnlearnError(f"forget split {forget} of {data} is empty: nothing to unlearn")
+    check_perturbed_rows(records.forget, records.perturbed, forget, data)
     return records
 
 
@@ -158,6 +167,30 @@ def reference_kind(spec: str) -> str:
         return "model"
     raise UnlearnError(f"reference {spec} is neither a TOFU_EVAL.json nor a model directory: "
                        "pass the retain model's eval log or its model dir")
+
+
+def reference_forget_split(spec: str) -> str | None:
+    """The forget split a reference was made for, when it says so (its eval_meta.json, or a retainNN
+    model directory as `unlearn prepare` names them); None when it does not say."""
+    path = Path(spec).expanduser()
+    if reference_kind(spec) == "log":
+        meta = (path if path.is_dir() else path.parent) / tofu_eval.META_FILE
+        try:
+            forget = json.loads(meta.read_text()).get("forget")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return forget if isinstance(forget, str) else None
+    match = re.fullmatch(r"retain(\d\d)", path.resolve().name)
+    return f"forget{100 - int(match.group(1)):02d}" if match else None
+
+
+def reference_warning(spec: str | None, forget: str) -> str | None:
+    """A loud note when --reference was made for another forget split than the one scored."""
+    split = reference_forget_split(spec) if spec else None
+    if split and split != forget:
+        return (f"--reference {spec} belongs to {split}, not {forget}: forget quality will compare against "
+                f"the wrong retain model (pass the retain model for {forget})")
+    return None
 
 
 def train_overrides(cfg: RunConfig) -> dict:
@@ -269,25 +302,40 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
         if is_mcq_world(cfg.data.data):
             raise UnlearnError(f"--reference applies to TOFU data; {cfg.data.data} is a multiple-choice "
                                "world (scored by accuracy, no retain model needed): drop --reference")
-        reference_kind(cfg.eval.reference)
+        if reference_kind(cfg.eval.reference) == "log":  # a bad log fails now, before checkpoints/outputs
+            tofu_eval.load_reference(Path(cfg.eval.reference).expanduser())
     if cfg.eval.stop_at_forget_accuracy is not None and not is_mcq_world(cfg.data.data):
         raise UnlearnError(f"eval.stop_at_forget_accuracy needs a multiple-choice world (unlearn prepare "
                            f"--preset moe); {cfg.data.data} is TOFU data: drop the option")
     check_out_spares_inputs(cfg)
 
 
+def run_inputs(cfg: RunConfig) -> dict[str, object]:
+    """The paths a run reads, by flag: --out may not be, hold or lie inside any of them."""
+    return {"--model": cfg.model.model, "--data": cfg.data.data, "--reference": cfg.eval.reference,
+            "refusal_file": cfg.method.params.get("refusal_file")}
+
+
 def check_out_spares_inputs(cfg: RunConfig) -> None:
     """--out (replaced whole at the end, and with --overwrite) must not be or contain an input path."""
-    out = Path(cfg.out).expanduser().resolve()
-    inputs = {"--model": cfg.model.model, "--data": cfg.data.data, "--reference": cfg.eval.reference,
-              "refusal_file": cfg.method.params.get("refusal_file")}
-    for flag, value in inputs.items():
-        if not value or not Path(str(value)).expanduser().exists():
-            continue
-        path = Path(str(value)).expanduser().resolve()
-        if path == out or out in path.parents:
-            raise UnlearnError(f"--out {cfg.out} would replace the {flag} input {value}: "
-                               "choose an output directory outside the inputs")
+    outputs.check_out_spares_inputs(cfg.out, run_inputs(cfg))
+
+
+@contextmanager
+def tidy_checkpoints(ckpt: Path):
+    """A run that fails before its first checkpoint leaves no OUT.checkpoints/ (the corrected command
+    would otherwise be refused as an interrupted run); one that has checkpoints keeps and names them."""
+    try:
+        yield
+    except BaseException as err:
+        if not is_main_process():
+            raise
+        if find_checkpoint(ckpt) is None:
+            shutil.rmtree(ckpt, ignore_errors=True)
+        elif isinstance(err, KeyboardInterrupt):
+            outputs.kept_on_interrupt().append(
+                f"checkpoints kept in {ckpt}; continue with the same command and --resume")
+        raise
 
 
 def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list | None = None) -> dict:
@@ -299,7 +347,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     """
     spec = get_method(cfg.method.name)
     out = Path(cfg.out)
-    check_out_dir(out, cfg.overwrite)
+    check_out_dir(out, cfg.overwrite, run_inputs(cfg))
     init_distributed()
     params = spec.resolve_params(cfg.method.params)
     check_run_inputs(cfg, spec, params)
@@ -319,7 +367,8 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
         (find_checkpoint(ckpt) if cfg.resume else None)
 
     # Under several processes only rank 0 writes the output; the others work in a scratch dir.
-    with atomic_dir(out, cfg.overwrite) if is_main_process() else scratch_dir() as tmp:
+    writer = atomic_dir(out, cfg.overwrite) if is_main_process() else scratch_dir()
+    with tidy_checkpoints(ckpt), writer as tmp:
         save_config(cfg, tmp)
         reference = resolve_reference(cfg, tmp, progress) if cfg.eval.enabled else None
         extra_callbacks = list(callbacks or [])

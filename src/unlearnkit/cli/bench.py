@@ -7,7 +7,8 @@ import sys
 
 import typer
 
-from unlearnkit.cli.app import app, console
+from unlearnkit.cli.app import app, console, deprecated_alias
+from unlearnkit.config import DEFAULT_SEED
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -18,7 +19,7 @@ def _csv(text: str) -> tuple[str, ...]:
 def bench_cmd(
     out: str = typer.Option(..., "--out", help="Output directory: bench.json, bench.md, plots, runs/."),
     preset: str = typer.Option("small", "--preset", help="World to prepare/reuse: micro or small."),
-    methods: str = typer.Option(",".join(("uld", "ga_kl", "gd", "npo_gd", "npo_kl", "dpo_kl")), "--methods",
+    methods: str = typer.Option(",".join(("uld", "kl", "gd", "npo_gd", "npo_kl", "dpo_kl")), "--methods",
                                 help="Comma-separated method names."),
     forget: str = typer.Option("forget10", "--forget"),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs per method (the first is warm-up)."),
@@ -28,12 +29,14 @@ def bench_cmd(
     world: str = typer.Option(None, "--world", help="Where to prepare the preset "
                                                     "(default runs/worlds/<preset>-<world-seed>)."),
     world_seed: int = typer.Option(0, "--world-seed"),
-    seed: int = typer.Option(42, "--seed", help="Training seed of every method."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Training seed of every method."),
     threads: int = typer.Option(None, "--threads", min=1,
                                 help="Threads per worker (default $OMP_NUM_THREADS or all cores)."),
-    max_samples: int = typer.Option(None, "--max-samples", min=1, help="Train on the first N forget rows."),
-    eval_max_samples: int = typer.Option(None, "--eval-max-samples", min=1,
-                                         help="Evaluate the first N rows of each split."),
+    max_train_samples: int = typer.Option(None, "--max-train-samples", min=1,
+                                          help="Train on the first N forget rows."),
+    eval_max_samples: int = typer.Option(None, "--max-samples", min=1,
+                                         help="Evaluate the first N rows of each split (as in run/eval)."),
+    old_eval_max_samples: int = typer.Option(None, "--eval-max-samples", min=1, hidden=True),
     eval_max_new_tokens: int = typer.Option(200, "--eval-max-new-tokens", min=1),
     decode_tokens: int = typer.Option(64, "--decode-tokens", min=1, help="New tokens per decoding prompt."),
     decode_batch: str = typer.Option("1,16", "--decode-batch", help="Comma-separated decoding batch sizes."),
@@ -47,6 +50,11 @@ def bench_cmd(
 ) -> None:
     """Train each method in its own process, evaluate it, time decoding; write bench.json/.md and plots."""
     from unlearnkit.bench import BenchConfig, bench
+    if eval_max_samples is not None:
+        console.print("[yellow]note:[/] bench --max-samples limits evaluation rows, as in run and eval "
+                      "(training rows: --max-train-samples)", highlight=False, soft_wrap=True)
+    eval_max_samples = deprecated_alias("--eval-max-samples", old_eval_max_samples, "--max-samples",
+                                        eval_max_samples)
 
     try:
         batch_sizes = tuple(int(b) for b in _csv(decode_batch))
@@ -58,7 +66,7 @@ def bench_cmd(
     cfg = BenchConfig(
         out=out, preset=preset, model=model, data=data, reference=reference, world=world,
         world_seed=world_seed, forget=forget, methods=_csv(methods), epochs=epochs, seed=seed,
-        threads=threads, max_samples=max_samples, eval_max_samples=eval_max_samples,
+        threads=threads, max_samples=max_train_samples, eval_max_samples=eval_max_samples,
         eval_max_new_tokens=eval_max_new_tokens, decode_tokens=decode_tokens,
         decode_batch_sizes=batch_sizes, decode_rounds=decode_rounds, overrides=tuple(overrides or ()),
         overwrite=overwrite, device=device, dtype=dtype,

@@ -10,6 +10,8 @@ from rich.table import Table
 from unlearnkit.cli.app import app, console
 from unlearnkit.cli.progress import progress_bars
 
+DEMO_PARTS = ("world", "uld", "uld.checkpoints", "eval-target", "eval-retain", "report.md", "report.html",
+              "report.png", "examples.json")
 SHOWN = ("forget_quality", "model_utility", "forget_Q_A_ROUGE", "forget_truth_ratio", "retain_Q_A_ROUGE",
          "ra_Q_A_ROUGE", "wf_Q_A_ROUGE")
 
@@ -24,8 +26,13 @@ def demo_cmd(
 ) -> None:
     """Prepare the small world, unlearn forget10 with ULD, evaluate target/retain/ULD, write a report."""
     from unlearnkit.cli.run import LogLines
+    from unlearnkit.config import refuse_output_overrides
     from unlearnkit.demo import demo
     from unlearnkit.eval.tofu import format_value
+    from unlearnkit.outputs import check_out_dir
+
+    refuse_output_overrides(overrides, "demo")
+    check_out_dir(out, False, reusable=DEMO_PARTS)  # the demo reuses its own world and earlier results
 
     with progress_bars() as progress:
         result = demo(out, preset, seed, forget, overrides or [], progress, [LogLines()],

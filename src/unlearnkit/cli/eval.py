@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from unlearnkit.cli.app import app, console
 from unlearnkit.cli.progress import progress_bars
+from unlearnkit.config import DEFAULT_SEED
 from unlearnkit.errors import UnlearnError
 from unlearnkit.models.device import DEVICE_HELP, DTYPE_HELP
 from unlearnkit.outputs import write_text
@@ -36,12 +38,13 @@ def eval_cmd(
     data: str = typer.Option(None, "--data", help="TOFU folder (JSONL/JSON/parquet) or hub dataset."),
     forget: str = typer.Option("forget10", "--forget", help="Forget split: forget01, forget05, forget10."),
     reference: Path = typer.Option(
-        None, "--reference", help="Retain model's TOFU_EVAL.json (or its directory), for forget_quality."),
+        None, "--reference", help="Retain model dir or its TOFU_EVAL.json/eval dir (for forget_quality)."),
     out: Path = typer.Option(None, "--out", help="Output directory."),
-    max_samples: int = typer.Option(None, "--max-samples", min=1, help="First N rows of each split."),
+    max_samples: int = typer.Option(None, "--max-samples", min=1,
+                                    help="Evaluate the first N rows of each split."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Greedy generation length."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed"),
     name: str = typer.Option(None, "--name", help="Row label in reports (default: output dir name)."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer dir (needed for a preset model)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
@@ -50,21 +53,47 @@ def eval_cmd(
     threads: int = typer.Option(
         None, "--threads", min=1, help="torch CPU threads (1 is fastest for tiny models on busy machines)."),
     recompute_path: Path = typer.Option(
-        None, "--recompute", help="Recompute the summary of a TOFU_EVAL.json from per-sample values."),
+        None, "--recompute", help="Recompute the summary of a TOFU_EVAL.json from per-sample values "
+                                  "(with --out: TOFU_SUMMARY.json/.md written there)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
 ) -> None:
     """Evaluate a model on TOFU (open-unlearning's metrics), or recompute a saved log's summary."""
     from unlearnkit.eval import tofu
+    from unlearnkit.outputs import atomic_dir, check_out_dir
 
-    ref = tofu.load_reference(reference) if reference is not None else None
+    inputs = {"--model": model, "--data": data, "--reference": reference, "--tokenizer": tokenizer,
+              "--recompute": recompute_path}
     if recompute_path is not None:
-        summary = tofu.recompute(tofu.load_eval_log(recompute_path), ref)
+        if out is not None:
+            check_out_dir(out, overwrite, inputs, reusable=(tofu.SUMMARY_FILE, tofu.SUMMARY_MD))
+        ref = tofu.load_reference(reference) if reference is not None else None
+        summary, notes = tofu.recompute_with_notes(tofu.load_eval_log(recompute_path), ref)
+        for note in notes:
+            console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
         console.print(summary_table(summary, f"TOFU (recomputed from {recompute_path})"))
         typer.echo(tofu.summary_markdown(summary))
+        if out is not None:
+            with atomic_dir(out, True, inputs) as tmp:
+                for old in (tofu.SUMMARY_FILE, tofu.SUMMARY_MD):
+                    if (out / old).is_file():  # keep what a recompute into this dir wrote before
+                        (tmp / old).write_bytes((out / old).read_bytes())
+                write_text(tmp / tofu.SUMMARY_FILE, json.dumps(summary, indent=4))
+                write_text(tmp / tofu.SUMMARY_MD, tofu.summary_markdown(summary, f"recomputed from "
+                                                                                 f"{recompute_path}"))
+            console.print(f"wrote {out}/ (TOFU_SUMMARY.json/.md)", highlight=False)
         return
     missing = [flag for flag, v in (("--model", model), ("--data", data), ("--out", out)) if v is None]
     if missing:
         raise UnlearnError(f"missing {', '.join(missing)}: eval needs --model, --data and --out "
                            "(or --recompute TOFU_EVAL.json)")
+    check_out_dir(out, overwrite, inputs)  # before any work: a bad --out fails now, not after scoring
+    from unlearnkit.pipeline import reference_kind, reference_warning
+
+    ref_kind = reference_kind(str(reference)) if reference is not None else None
+    ref = tofu.load_reference(reference) if ref_kind == "log" else None
+    warning = reference_warning(str(reference), forget) if reference is not None else None
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     import torch
 
     from unlearnkit.models.device import Placement
@@ -79,21 +108,32 @@ def eval_cmd(
     mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed,
                                         dtype=placement.loader_dtype, **kwargs)
     mdl = placement.apply(mdl)
-    with progress_bars() as progress:
+    with atomic_dir(out, overwrite, inputs) as tmp, progress_bars() as progress:
+        if ref_kind == "model":  # a retain model folder: score it first, into OUT/reference/
+            ref_model, ref_tok = load_model_and_tokenizer(str(reference), trust_remote_code=trust_remote_code,
+                                                          seed=seed, dtype=placement.loader_dtype, **kwargs)
+            ref_model = placement.apply(ref_model)
+            ref_summary, ref_log = tofu.evaluate_tofu(ref_model, ref_tok, data, forget, None, max_samples,
+                                                      batch_size, max_new_tokens, progress)
+            tofu.write_eval(tmp / "reference", ref_summary, ref_log,
+                            meta={"name": f"retain ({reference.name})", "model": str(reference),
+                                  "forget": forget, "max_samples": max_samples})
+            del ref_model
+            ref = tofu.load_reference(tmp / "reference")
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
                                           max_new_tokens, progress)
-    args = {"model": model, "data": str(data), "forget": forget,
-            "reference": str(reference) if reference else None, "out": str(out),
-            "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-            "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code, "threads": threads,
-            "device": device, "dtype": dtype}
-    meta = {"name": name or out.resolve().name, "model": model,
-            "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
-            "seconds": round(time.time() - start, 2), **args, **placement.record()}
-    meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
-                         for k, v in log.items() if k.endswith("_Q_A_Prob")}
-    tofu.write_eval(out, summary, log, meta=meta)
-    write_text(out / "config.yaml", yaml.safe_dump({"command": "eval", **args}, sort_keys=False))
+        args = {"model": model, "data": str(data), "forget": forget,
+                "reference": str(reference) if reference else None, "out": str(out),
+                "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code,
+                "threads": threads, "device": device, "dtype": dtype}
+        meta = {"name": name or out.resolve().name, "model": model,
+                "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
+                "seconds": round(time.time() - start, 2), **args, **placement.record()}
+        meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
+                             for k, v in log.items() if k.endswith("_Q_A_Prob")}
+        tofu.write_eval(tmp, summary, log, meta=meta)
+        write_text(tmp / "config.yaml", yaml.safe_dump({"command": "eval", **args}, sort_keys=False))
     console.print(summary_table(summary, f"TOFU {forget}: {meta['name']}"))
     console.print(f"wrote {out}/ (TOFU_EVAL.json, TOFU_SUMMARY.json/.md, TOFU_GENERATIONS.jsonl) "
                   f"in {meta['seconds']:.1f} s")

@@ -27,9 +27,10 @@ def read_records(path: Path) -> list[dict]:
     """JSONL, or JSON holding a list ({question, answer} or {text} records)."""
     import json
 
+    from unlearnkit.data.tofu import read_utf8
     from unlearnkit.errors import UnlearnError
 
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     try:
         if path.suffix == ".jsonl":
             return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -68,6 +69,11 @@ def experts_cmd(
 
     if selection not in SELECTIONS:
         raise UnlearnError(f"--selection {selection!r} is not valid: use one of {', '.join(SELECTIONS)}")
+    if out is not None:
+        from unlearnkit.outputs import check_out_dir
+
+        check_out_dir(out, False, {"--model": model, "--data": data, "--retain": retain},
+                      reusable=("affinity.json", "affinity.png"))
     path = resolve_data(data)
     if retain is None and data.is_dir() and selection == "contrast":
         retain = data

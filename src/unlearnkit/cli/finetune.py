@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import app, console
+from unlearnkit.cli.app import app, console, deprecated_alias
+from unlearnkit.config import DEFAULT_SEED
 from unlearnkit.errors import UnlearnError
 
 
@@ -16,14 +17,16 @@ def finetune_cmd(
     data: str = typer.Option(..., "--data", help="TOFU folder (JSONL/JSON/parquet) or hub dataset."),
     split: str = typer.Option("full", "--split", help="Split to train on, e.g. full or retain90."),
     out: Path = typer.Option(..., "--out", help="Output model directory (save_pretrained, safetensors)."),
-    epochs: float = typer.Option(5.0, "--epochs", min=0.0),
+    epochs: float = typer.Option(5.0, "--epochs", help="Passes over the split (> 0; fractions allowed)."),
     lr: float = typer.Option(1e-4, "--lr", min=0.0),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     lora_r: int = typer.Option(0, "--lora-r", min=0, help="LoRA rank; 0 = full fine-tune. LoRA is merged "
                                                           "into the weights before saving."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed"),
     max_length: int = typer.Option(256, "--max-length", min=8),
-    max_samples: int = typer.Option(None, "--max-samples", min=1, help="First N rows of the split."),
+    max_train_samples: int = typer.Option(None, "--max-train-samples", min=1,
+                                          help="Train on the first N rows of the split."),
+    old_max_samples: int = typer.Option(None, "--max-samples", min=1, hidden=True),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer dir (needed for a preset model)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
@@ -33,10 +36,14 @@ def finetune_cmd(
     from unlearnkit.data.tofu import load_split
     from unlearnkit.finetune import FinetuneConfig, finetune
     from unlearnkit.models.loading import load_model_and_tokenizer
+    from unlearnkit.outputs import check_out_dir
 
     hf_logging.disable_progress_bar()  # our own rich bar shows training progress
-    if out.exists() and not overwrite:
-        raise UnlearnError(f"{out} already exists: pass --overwrite or choose another --out")
+    max_samples = deprecated_alias("--max-samples", old_max_samples, "--max-train-samples", max_train_samples)
+    if not epochs > 0:
+        raise UnlearnError(f"--epochs {epochs} trains nothing (zero steps would save the model unchanged): "
+                           "use a number > 0")
+    check_out_dir(out, overwrite, {"--model": model, "--data": data, "--tokenizer": tokenizer})
     records = load_split(data, split, max_samples=max_samples)
     m, tok = load_model_and_tokenizer(model, tokenizer=tokenizer, seed=seed)
     lora = {"r": lora_r, "lora_alpha": 2 * lora_r} if lora_r else None

@@ -35,7 +35,10 @@ def mcq_cmd(
     )
     from unlearnkit.hub import is_hub_id
     from unlearnkit.models.loading import load_model_and_tokenizer
+    from unlearnkit.outputs import check_out_dir
 
+    if out is not None:
+        check_out_dir(out, False, {"--model": model, "--data": list(data)}, reusable=("MCQ_EVAL.json",))
     sets: dict[str, list[dict]] = {}
     for spec in data:
         path = Path(spec).expanduser()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
 
 from unlearnkit.cli.app import app, console
+
+# what prepare writes, and the temp names a killed prepare leaves (model.tmp, .hidden)
+WORLD_PARTS = r"prepare\.json|data|tokenizer|(base|target|retain\d+)(\.tmp)?|\..*"
 
 
 @app.command("prepare")
@@ -15,7 +19,8 @@ def prepare_cmd(
                                help="micro (tests), small (demo), smollm2; MoE worlds: moe, moe-plain "
                                     "(no domain routing), moe-mixtral."),
     out: Path = typer.Option(..., "--out", help="Output directory (reused steps are kept)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="World seed: generates the data and trains the world's "
+                                                "models (bench's --world-seed; 0 = the documented worlds)."),
     forget: list[str] = typer.Option(None, "--forget", help="Forget splits to build retain models for "
                                                              "(repeatable; default: the preset's)."),
     force: bool = typer.Option(False, "--force", help="Retrain every step even if its hash matches."),
@@ -23,9 +28,14 @@ def prepare_cmd(
     """Generate the world and train the base, target and retain models (TOFU recipe)."""
     from transformers.utils import logging as hf_logging
 
+    from unlearnkit.outputs import check_out_dir
     from unlearnkit.prepare import prepare
 
     hf_logging.disable_progress_bar()  # our own rich bars show training progress
+    # a world is built up step by step, so only an earlier world's own parts may already be there
+    world_parts = tuple(p.name for p in out.iterdir() if re.fullmatch(WORLD_PARTS, p.name)) \
+        if out.is_dir() and not out.is_symlink() else ()
+    check_out_dir(out, False, reusable=world_parts)
 
     if preset.startswith("moe"):
         from unlearnkit.prepare_moe import prepare_moe

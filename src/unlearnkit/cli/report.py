@@ -15,8 +15,11 @@ def report_cmd(
     out: Path = typer.Option(Path("report.md"), "--out", help="Markdown file; .html and .png go beside it."),
 ) -> None:
     """Markdown + self-contained HTML + PNG (forget quality vs model utility) over eval runs."""
+    from unlearnkit.outputs import check_out_file
     from unlearnkit.report import load_run, markdown_table, write_report
 
+    for suffix in (".md", ".html", ".png"):  # the three files written, checked before any reading
+        check_out_file(out.with_suffix(suffix), {"run": list(dirs)})
     paths = write_report(dirs, out)
     typer.echo(markdown_table([load_run(d) for d in dirs]))
     console.print(f"wrote {paths['markdown']}, {paths['html']}, {paths['png']}")

@@ -5,24 +5,52 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from transformers import TrainerCallback
 
 from unlearnkit.cli.app import app, console
 from unlearnkit.cli.progress import progress_bars
+from unlearnkit.errors import UnlearnError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-class LogLines(TrainerCallback):
+def LogLines():  # noqa: N802 -- used like the class it builds; transformers is imported only when run
     """One line per logging step: step, loss and each term the method logs."""
+    from transformers import TrainerCallback
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs or not state.is_world_process_zero:
-            return
-        terms = "  ".join(f"{k}={v:.4g}" for k, v in logs.items()
-                          if isinstance(v, float) and k not in ("epoch", "learning_rate", "grad_norm"))
-        console.print(f"[dim]step {state.global_step:>5}  epoch {logs.get('epoch', 0):5.2f}[/]  {terms}",
-                      highlight=False)
+    class _LogLines(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs or not state.is_world_process_zero:
+                return
+            terms = "  ".join(f"{k}={v:.4g}" for k, v in logs.items()
+                              if isinstance(v, float) and k not in ("epoch", "learning_rate", "grad_norm"))
+            console.print(f"[dim]step {state.global_step:>5}  epoch {logs.get('epoch', 0):5.2f}[/]  "
+                          f"{terms}", highlight=False)
+
+    return _LogLines()
+
+
+def warn_reference(cfg) -> None:
+    """Say loudly when --reference belongs to another forget split (its errors are the run's to raise)."""
+    from unlearnkit.pipeline import reference_warning
+
+    try:
+        warning = reference_warning(cfg.eval.reference, cfg.data.forget) if cfg.eval.enabled else None
+    except UnlearnError:
+        return
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def check_out_flags(out: str | None, args: list[str]) -> None:
+    """Where output goes is the --out/--overwrite/--resume flags' call: a positional override may
+    name `out=` only without --out, and never `overwrite=`/`resume=` (no implied overwrite)."""
+    for text in args:
+        key = text.partition("=")[0].strip()
+        if key in ("overwrite", "resume"):
+            raise UnlearnError(f"override {text!r}: pass --{key} as a flag instead (a config override "
+                               "never replaces or resumes an output)")
+        if key == "out" and out is not None and text.partition("=")[2].strip() != out:
+            raise UnlearnError(f"both --out {out} and the override {text!r} name the output: keep one")
 
 
 def method_config(method: str) -> Path | None:
@@ -68,6 +96,7 @@ def run_cmd(
 
     args = list(args or [])
     config_path = args.pop(0) if args and args[0].endswith((".yaml", ".yml")) else None
+    check_out_flags(out, args)
     flags = {"method.name": method, "model.model": model, "data.data": data, "data.forget": forget,
              "out": out, "eval.reference": reference, "train.seed": seed, "train.epochs": epochs,
              "train.lr": lr, "train.lora.r": lora_r, "eval.max_samples": max_samples,
@@ -78,6 +107,7 @@ def run_cmd(
     if config_path is None and method is not None:
         config_path = method_config(method)
     cfg = load_config(config_path, overrides + args)
+    warn_reference(cfg)
     if is_main_process():
         console.print(f"[bold]unlearn run[/] method={cfg.method.name} model={cfg.model.model} "
                       f"forget={cfg.data.forget} out={cfg.out}", highlight=False)
@@ -99,6 +129,9 @@ def run_cmd(
                       f"tokens {share['forget']['before']:.2f} -> {share['forget']['after']:.2f}, retain "
                       f"{share['retain']['before']:.2f} -> {share['retain']['after']:.2f} (diagnostics/)",
                       highlight=False)
+    if record.get("truncated"):
+        console.print(f"[yellow]{record['truncated']} training examples were cut at data.max_length="
+                      f"{cfg.data.max_length} tokens[/]", highlight=False)
     summary = record.get("summary")
     if summary and "forget_accuracy" in summary:  # a multiple-choice world
         console.print(" ".join(f"{k} {v:.3f}" for k, v in summary.items()), highlight=False)

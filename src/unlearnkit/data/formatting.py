@@ -37,6 +37,11 @@ def prompt_ids(tokenizer, question: str) -> list[int]:
     return tokenizer(text, add_special_tokens=add_special)["input_ids"]
 
 
+# An answer longer than max_length * this many characters is cut before tokenizing: no tokenizer's
+# tokens average 64 characters, so the kept text still fills max_length tokens.
+MAX_CHARS_PER_TOKEN = 64
+
+
 @dataclass
 class TruncationCounter:
     """Counts examples cut at max_length so truncation is reported, never silent."""
@@ -65,7 +70,9 @@ def encode_qa(
     When too long, the answer is cut from the end (the prompt is kept whole); when even the prompt does
     not fit, the error says so, since no answer token would be left to train or score.
     """
-    p_ids = prompt_ids(tokenizer, question)
+    cut = len(answer) > max_length * MAX_CHARS_PER_TOKEN  # never tokenize megabytes to keep 256 tokens
+    answer = answer[: max_length * MAX_CHARS_PER_TOKEN]
+    p_ids = prompt_ids(tokenizer, question[: max_length * MAX_CHARS_PER_TOKEN + 1])
     a_ids = tokenizer(answer_text(tokenizer, answer), add_special_tokens=False)["input_ids"]
     a_ids = a_ids + [tokenizer.eos_token_id]
     if len(p_ids) >= max_length:
@@ -75,7 +82,7 @@ def encode_qa(
             f"max_length={max_length} is shorter than the prompt ({len(p_ids)} tokens) of question "
             f"{question[:60]!r}: raise max_length"
         )
-    truncated = len(p_ids) + len(a_ids) > max_length
+    truncated = cut or len(p_ids) + len(a_ids) > max_length
     a_ids = a_ids[: max_length - len(p_ids)]
     if counter is not None:
         counter.add(truncated, question)

@@ -127,8 +127,9 @@ def _split_file(root: Path, split: str) -> Path:
     )
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+def read_utf8(path: Path) -> str:
+    """A text file's content; a non-UTF-8 file is an error naming its line and byte offset."""
+    data = Path(path).read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -136,23 +137,22 @@ def _read_text(path: Path) -> str:
         raise UnlearnError(f"{path} line {line}: not UTF-8 text (byte {err.start})") from None
 
 
-def _parse_parquet(path: Path) -> list[tuple[str, object]]:
-    """(location, row) pairs of a parquet file (what `datasets` writes and the hub serves)."""
+def read_parquet(path: Path) -> list[dict]:
+    """The rows of a parquet file (what `datasets` writes and the hub serves)."""
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(path).to_pylist()
+        return pq.read_table(path).to_pylist()
     except Exception as err:  # pyarrow raises ArrowInvalid / OSError subclasses for corrupt files
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UnlearnError(f"{path}: not a readable parquet file ({reason})") from None
-    return [(f"row {i}", row) for i, row in enumerate(rows)]
 
 
 def _parse_records(path: Path) -> list[tuple[str, object]]:
     """(location, value) pairs; parquet by suffix, a file starting with '[' a JSON array, else JSON lines."""
     if path.suffix == ".parquet":
-        return _parse_parquet(path)
-    text = _read_text(path)
+        return [(f"row {i}", row) for i, row in enumerate(read_parquet(path))]
+    text = read_utf8(path)
     if not text.strip():
         raise UnlearnError(f"file {path} is empty: expected one JSON object per line or a JSON array")
     if text.lstrip().startswith("["):
@@ -259,6 +259,21 @@ def load_split(source: str | Path, split: str, max_samples: int | None = None) -
     else:
         records = _load_from_hub(str(source), split)
     return records[:max_samples] if max_samples is not None else records
+
+
+def check_perturbed_rows(forget: list[dict], perturbed: list[dict], name: str, source) -> None:
+    """forgetXX_perturbed holds the same questions as forgetXX, row for row: a missing or extra row
+    would score a different set without a word."""
+    if len(forget) != len(perturbed):
+        raise UnlearnError(f"{source}: {name} has {len(forget)} rows but {perturbed_split_for(name)} "
+                           f"{len(perturbed)}: they must hold the same questions; rebuild the perturbed "
+                           "split")
+    for i, (f, p) in enumerate(zip(forget, perturbed, strict=True)):
+        if f.get("question") != p.get("question"):
+            raise UnlearnError(f"{source}: row {i + 1} of {name} and {perturbed_split_for(name)} ask "
+                               f"different questions ({f.get('question', '')[:40]!r} vs "
+                               f"{p.get('question', '')[:40]!r}): the perturbed split must follow the forget "
+                               "split row for row")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from unlearnkit.data.formatting import TruncationCounter, encode_qa, pad_batch
+from unlearnkit.data.tofu import read_utf8
 from unlearnkit.errors import UnlearnError
 
 # Refusal answers for DPO/IdK (the preferred response). Same spirit as TOFU's idontknow.jsonl.
@@ -49,7 +50,7 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise UnlearnError(f"refusal file {path} does not exist: give a text file with one refusal per line")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
     if not lines:
         raise UnlearnError(f"refusal file {path} is empty: put one refusal answer per line")
     return lines

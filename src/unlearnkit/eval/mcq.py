@@ -21,6 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from unlearnkit.data.formatting import IGNORE_INDEX, answer_text, pad_batch, prompt_ids
+from unlearnkit.data.tofu import read_parquet, read_utf8
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.scoring import batch_answer_nll
 
@@ -80,16 +81,11 @@ def load_mcq(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise UnlearnError(f"multiple-choice file {path} does not exist")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as err:
-            raise UnlearnError(f"{path}: not a readable parquet file ({type(err).__name__})") from None
+        rows = read_parquet(path)
         if not rows:
             raise UnlearnError(f"{path} holds no multiple-choice items")
         return [_normalize_item(r, f"{path} row {i}") for i, r in enumerate(rows)]
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     try:
         if path.suffix == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]

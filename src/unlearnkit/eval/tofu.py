@@ -22,7 +22,7 @@ import torch
 from scipy.stats import hmean, ks_2samp
 
 from unlearnkit.data.formatting import prompt_ids
-from unlearnkit.data.tofu import load_split, perturbed_split_for
+from unlearnkit.data.tofu import check_perturbed_rows, list_splits, load_split, perturbed_split_for, read_utf8
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.scoring import answer_nll, answer_nll_multi, generate_answers
 from unlearnkit.outputs import write_text
@@ -124,7 +124,12 @@ def tr_scores(log: dict, name: str = "forget_truth_ratio") -> np.ndarray:
     vbi = log.get(name, {}).get("value_by_index")
     if not vbi:
         raise UnlearnError(f"the eval log has no per-sample {name!r}: it is not a TOFU_EVAL.json")
-    return np.array([v["score"] for v in vbi.values() if v is not None and v.get("score") is not None])
+    scores = np.array([v["score"] for v in vbi.values() if v is not None and v.get("score") is not None],
+                      dtype=np.float64)
+    if not len(scores) or not np.isfinite(scores).all():
+        raise UnlearnError(f"the eval log's {name!r} holds {'no' if not len(scores) else 'non-finite'} "
+                           "per-sample scores: re-run `unlearn eval` to rebuild the log")
+    return scores
 
 
 def forget_quality(log: dict, reference: dict) -> float:
@@ -163,13 +168,68 @@ def aggregate(log: dict, reference: dict | None = None) -> dict:
 
 
 def summarize(log: dict) -> dict:
-    """Headline aggregates (None values left out, as open-unlearning's summary does)."""
+    """Headline aggregates (None values left out, as open-unlearning's summary does); a NaN is an error,
+    never a reported number."""
     out = {}
     for key in SUMMARY_KEYS:
         value = log.get(key, {}).get("agg_value")
         if value is not None:
+            if not np.isfinite(value):
+                raise UnlearnError(f"{key} came out {value}: the per-sample values behind it are not finite "
+                                   "(a diverged model or a corrupt log); nothing was reported")
             out[key] = value
     return out
+
+
+NUMERIC_FIELDS = ("prob", "avg_loss", "score", "rouge1_recall", "rougeL_f1", "rougeL_recall")
+
+
+def _numbers(value) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items)
+
+
+def check_eval_log(log: dict, where: str | Path) -> None:
+    """The shape a TOFU_EVAL.json must have before anything is aggregated from it, with the bad spot named."""
+    for key, metric in log.items():
+        if not isinstance(metric, dict):
+            raise UnlearnError(f"{where}: metric {key!r} is {type(metric).__name__}, not an object: "
+                               "not a TOFU_EVAL.json")
+        vbi = metric.get("value_by_index")
+        if vbi is None:
+            continue
+        if not isinstance(vbi, dict):
+            raise UnlearnError(f"{where}: {key}.value_by_index is {type(vbi).__name__}, not an object "
+                               "of per-sample entries: not a TOFU_EVAL.json")
+        for idx, entry in vbi.items():
+            if entry is None:
+                continue
+            if not isinstance(entry, dict):
+                raise UnlearnError(f"{where}: {key}[{idx}] is {type(entry).__name__}, not an object")
+            for field_name in NUMERIC_FIELDS:
+                if field_name in entry and entry[field_name] is not None and not _numbers(entry[field_name]):
+                    raise UnlearnError(f"{where}: {key}[{idx}].{field_name} is {entry[field_name]!r:.40}, "
+                                       "not a number: the log is corrupt; re-run `unlearn eval`")
+
+
+def log_notes(log: dict) -> list[str]:
+    """What a recomputed summary silently lacks or rests on less of: missing metrics, missing samples."""
+    notes = []
+    missing = [k for k in UTILITY_KEYS if log.get(k, {}).get("agg_value") is None]
+    if missing:
+        notes.append(f"model_utility not computed: the log lacks {', '.join(missing)}")
+    for spec in SPECS:
+        keys = [k for k in (f"{spec.prefix}_Q_A_Prob", f"{spec.prefix}_Q_A_PARA_Prob",
+                            f"{spec.prefix}_Q_A_PERT_Prob", f"{spec.prefix}_Q_A_ROUGE") if k in log]
+        sets = {k: {i for i, e in (log[k].get("value_by_index") or {}).items() if e is not None}
+                for k in keys}
+        union = set().union(*sets.values()) if sets else set()
+        short = {k: len(union) - len(v) for k, v in sets.items() if len(v) < len(union)}
+        if short:
+            notes.append(f"{spec.prefix}: per-sample entries missing ("
+                         + ", ".join(f"{k} lacks {n} of {len(union)}" for k, n in short.items())
+                         + "); its aggregates cover fewer samples")
+    return notes
 
 
 def recompute(eval_log: dict, reference: dict | None = None) -> dict:
@@ -178,7 +238,13 @@ def recompute(eval_log: dict, reference: dict | None = None) -> dict:
         k.startswith("forget_Q_A") for k in eval_log
     ):
         raise UnlearnError("not a TOFU eval log: no forget metrics found (expected a TOFU_EVAL.json)")
-    return summarize(aggregate(copy.deepcopy(eval_log), reference))
+    return recompute_with_notes(eval_log, reference)[0]
+
+
+def recompute_with_notes(eval_log: dict, reference: dict | None = None) -> tuple[dict, list[str]]:
+    """recompute(), plus what the summary lacks (log_notes), for the CLI to say out loud."""
+    log = aggregate(copy.deepcopy(eval_log), reference)
+    return summarize(log), log_notes(log)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,8 +366,11 @@ def evaluate_tofu(
     """
     if reference is not None:
         tr_scores(reference)  # fail before the model passes, not after
-    rank, world = rank_and_world()
     names = split_names(forget)
+    if Path(data).is_dir() and forget in list_splits(data):  # eval-only layouts hold just *_perturbed
+        check_perturbed_rows(load_split(data, forget, max_samples),
+                             load_split(data, names["forget"], max_samples), forget, data)
+    rank, world = rank_and_world()
     log: dict = {}
     for spec in SPECS:
         rows = load_split(data, names[spec.prefix], max_samples)
@@ -343,11 +412,14 @@ def load_eval_log(path: str | Path) -> dict:
     if not path.is_file():
         raise UnlearnError(f"{path} not found: pass a TOFU_EVAL.json or the eval directory holding it")
     try:
-        log = json.loads(path.read_text())
+        log = json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise UnlearnError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise UnlearnError(f"{path}: JSON nested too deeply to be a TOFU eval log") from None
     if not isinstance(log, dict):
         raise UnlearnError(f"{path} is not a TOFU eval log (expected a JSON object of metrics)")
+    check_eval_log(log, path)
     return log
 
 
@@ -358,6 +430,7 @@ def load_reference(path: str | Path) -> dict:
         raise UnlearnError(
             f"{path} has no per-sample forget_truth_ratio: pass the retain model's TOFU_EVAL.json"
         )
+    tr_scores(log)  # finite scores, or an error now rather than a nan forget quality later
     return log
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import pickle
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,7 +58,13 @@ class MethodSpec:
         if unknown:
             raise UnlearnError(f"unknown parameter(s) {unknown} for method {self.name}: "
                                f"use {', '.join(sorted(self.params)) or 'none'}")
-        return {**copy.deepcopy(self.params), **(overrides or {})}
+        params = {**copy.deepcopy(self.params), **(overrides or {})}
+        beta = params.get("beta")
+        if "beta" in self.params and (isinstance(beta, bool) or not isinstance(beta, int | float)
+                                      or not beta > 0):
+            raise UnlearnError(f"method {self.name}: beta={beta} is out of range; the loss divides by "
+                               "beta, so use a number > 0 (default {})".format(self.params["beta"]))
+        return params
 
     def train_settings(self, overrides: dict | TrainSettings | None = None) -> TrainSettings:
         """The method's default TrainSettings overridden by a dict (a TrainSettings is taken as is)."""
@@ -241,7 +248,12 @@ def unlearn(
                                 checkpoint_dir or scratch, perturbed_records,
                                 [timer, *extra_callbacks, *(callbacks or []), CheckpointMarker()], refusals)
         start = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except pickle.UnpicklingError as err:  # torch's message suggests weights_only=False: never
+            raise UnlearnError(f"checkpoint {resume_from} holds a pickle that is not plain tensors, and "
+                               "unlearnkit does not unpickle code: delete that checkpoint folder, or "
+                               "start over without --resume") from err
         seconds = time.perf_counter() - start
     trained = trainer.model
     trained.eval()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -43,8 +44,42 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerB
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                            trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise UnlearnError(f"the tokenizer in {path} needs its own code to load: pass "
+                               "--trust-remote-code if you trust it") from None
+        raise
     return ensure_pad_token(tok)
+
+
+def check_remote_code(path: Path, trust_remote_code: bool) -> None:
+    """A model whose type transformers does not know and whose config maps to its own Python code
+    (auto_map) loads only with --trust-remote-code; say so before transformers' own error."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UnlearnError(f"{path / 'config.json'} is not readable JSON ({err}): repair or re-save the "
+                           "model folder") from None
+    if not isinstance(config, dict):
+        raise UnlearnError(f"{path / 'config.json'} is not a model config (a JSON object)")
+    if not trust_remote_code and config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING:
+        raise UnlearnError(f"{path} needs its own code to load (config.json auto_map, model_type "
+                           f"{config.get('model_type')!r}): pass --trust-remote-code if you trust it; "
+                           "it never runs otherwise")
+
+
+def check_vocab(model, tokenizer, where: str | Path) -> None:
+    """Every token id the tokenizer can produce must have an embedding row (else IndexError mid-run)."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise UnlearnError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding "
+                           f"only {rows} rows: pass the tokenizer the model was trained with "
+                           "(or resize the model's embeddings and re-save it)")
 
 
 def check_hf_dir(path: Path) -> None:
@@ -66,11 +101,20 @@ def load_hf_dir(path: str | Path, trust_remote_code: bool = False, dtype: str = 
     check_hf_dir(path)
     if dtype not in DTYPES:
         raise UnlearnError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path), local_files_only=True, use_safetensors=True, trust_remote_code=trust_remote_code,
-        dtype=DTYPES[dtype],
-    )
-    return model, load_tokenizer(path, trust_remote_code)
+    check_remote_code(path, trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, trust_remote_code=trust_remote_code,
+            dtype=DTYPES[dtype],
+        )
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise UnlearnError(f"{path} needs its own code to load: pass --trust-remote-code if you "
+                               "trust it") from None
+        raise
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    check_vocab(model, tokenizer, path)
+    return model, tokenizer
 
 
 def smollm2_gguf() -> Path:

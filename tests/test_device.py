@@ -81,5 +81,6 @@ def test_eval_records_the_placement(micro_world, tmp_path):
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "eval_meta.json").read_text())
     assert (meta["device"], meta["dtype"]) == ("cpu", "bf16")
-    bad = CliRunner().invoke(app, [*args[:-1], "fp8"])
+    bad_args = [str(tmp_path / "ev2") if a == str(out) else a for a in args[:-1]]
+    bad = CliRunner().invoke(app, [*bad_args, "fp8"])
     assert isinstance(bad.exception, UnlearnError) and "fp8" in str(bad.exception)

@@ -21,6 +21,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from unlearnkit.data.formatting import QACollator, TruncationCounter, encode_qa
 from unlearnkit.errors import UnlearnError
+from unlearnkit.guard import UpdateGuard
 from unlearnkit.outputs import replace_dir
 
 
@@ -114,11 +115,12 @@ def _apply_lora(model, lora: dict):
 def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir: Path | None = None,
              progress: bool = True, description: str = "finetune", overwrite: bool = True,
              trainer_cls: Callable[..., Trainer] = Trainer,
-             extra_keys: tuple[str, ...] = ()) -> FinetuneResult:
+             extra_keys: tuple[str, ...] = (), allow_no_update: bool = False) -> FinetuneResult:
     """Train `model` on QA `records` (answer-token loss) and save it to out_dir if given.
 
     `trainer_cls` lets a caller add a loss term (a Trainer subclass overriding compute_loss); the
-    records' `extra_keys` fields reach it as (B,) tensors in the batch.
+    records' `extra_keys` fields reach it as (B,) tensors in the batch. A run that changed no weight
+    (no optimizer step, or steps at learning rate 0 only) is an UnlearnError unless `allow_no_update`.
 
     With cfg.lora, LoRA adapters are trained and merged into the weights before saving (merge_and_unload),
     so the saved directory is always a plain model loadable by AutoModelForCausalLM. The trained model is
@@ -153,9 +155,14 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
                               data_collator=QACollator(_pad_id(tokenizer), extra_keys=extra_keys),
                               callbacks=callbacks)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+        guard = UpdateGuard(train_model)
+        trainer.add_callback(guard)
         start = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - start
+    if not allow_no_update:
+        guard.check(train_model, len(features), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.warmup,
+                    allow_key="--allow-no-update")
     if cfg.lora:
         train_model = train_model.merge_and_unload()
     train_model.eval()

@@ -40,6 +40,7 @@ from unlearnkit.eval.mcq import (
     write_mcq_eval,
 )
 from unlearnkit.eval.moe import RoutingMonitor, make_batches, write_routing
+from unlearnkit.guard import NoUpdateError
 from unlearnkit.methods import get_method, unlearn
 from unlearnkit.methods.base import drop_incomplete_checkpoints, find_checkpoint, save_model_atomic
 from unlearnkit.models.loading import load_model_and_tokenizer
@@ -347,6 +348,10 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, train, None,
                              data.perturbed, extra_callbacks, checkpoint_dir=ckpt if saving else None,
                              resume_from=resume_from)
+        except NoUpdateError:
+            if is_main_process():  # checkpoints of a run that changed nothing are worth nothing
+                shutil.rmtree(ckpt, ignore_errors=True)
+            raise
         except UnlearnError as err:
             last = find_checkpoint(ckpt)
             kept = f"; the last good checkpoint is kept in {last}" if last else ""

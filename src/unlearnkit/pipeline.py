@@ -47,6 +47,7 @@ from unlearnkit.models.loading import load_model_and_tokenizer
 from unlearnkit.models.moe import is_moe
 from unlearnkit.models.uld import ULDModel, check_weight_and_filter
 from unlearnkit.outputs import atomic_dir, check_out_dir, provenance, write_json
+from unlearnkit.progress import labelled
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 CHECKPOINT_CONFIG = "unlearnkit_run.json"  # in <out>.checkpoints/: the config hash the checkpoints belong to
@@ -117,7 +118,7 @@ def evaluate(model, tokenizer, cfg: RunConfig, out: Path, name: str, reference: 
     start = time.perf_counter()
     summary, log = tofu_eval.evaluate_tofu(
         model, tokenizer, cfg.data.data, cfg.data.forget, reference, cfg.eval.max_samples,
-        cfg.eval.batch_size, cfg.eval.max_new_tokens, progress,
+        cfg.eval.batch_size, cfg.eval.max_new_tokens, labelled(progress, name),
     )
     meta = {"name": name, "forget": cfg.data.forget, "max_samples": cfg.eval.max_samples,
             "seconds": round(time.perf_counter() - start, 2), "processes": tofu_eval.rank_and_world()[1],

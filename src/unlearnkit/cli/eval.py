@@ -72,14 +72,17 @@ def eval_cmd(
     start = time.time()
     kwargs = {"tokenizer": tokenizer} if tokenizer else {}
     mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed, **kwargs)
+    from unlearnkit.progress import labelled
+
+    label = name or out.resolve().name
     with progress_bars() as progress:
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
-                                          max_new_tokens, progress)
+                                          max_new_tokens, labelled(progress, f"{label}: {model}"))
     args = {"model": model, "data": str(data), "forget": forget,
             "reference": str(reference) if reference else None, "out": str(out),
             "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
             "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code, "threads": threads}
-    meta = {"name": name or out.resolve().name, "model": model,
+    meta = {"name": label, "model": model,
             "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
             "seconds": round(time.time() - start, 2), **args}
     meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])

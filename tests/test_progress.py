@@ -96,3 +96,20 @@ def test_report_on_two_run_folders_of_the_same_method(gd_run, tmp_path, capsys):
     assert "| gd-a | " in md and "| gd-b | " in md
     page = (tmp_path / "rep.html").read_text()
     assert page.count("<th>method</th><td>gd</td>") == 2 and page.count("<td>world fact</td>") == 2
+
+
+def test_eval_in_a_subprocess_logs_plain_named_lines_and_no_library_bars(micro_world, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, INTERVAL_ENV: "0", "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)  # the command itself must switch the bars off
+    args = ["eval", "--model", micro_world.target_dir, "--data", micro_world.data_dir,
+            "--out", tmp_path / "e", "--name", "tgt", "--max-samples", "2", "--batch-size", "1",
+            "--max-new-tokens", "4"]
+    proc = subprocess.run([sys.executable, "-m", "unlearnkit.cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\[tgt: .*target\] wf Q_A_ROUGE 2/2 \(100%\) elapsed", proc.stderr, re.M), proc.stderr
+    assert "Loading weights" not in proc.stderr and "it/s]" not in proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -23,6 +24,10 @@ _state = {"debug": False}
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
     _state["debug"] = debug
+    # Our progress (unlearnkit.progress) reports the work: no "Loading weights" / "Writing model shards"
+    # tqdm bars from the libraries, here or in the processes a command starts (read at their import).
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(var, "1")
 
 
 def main() -> None:

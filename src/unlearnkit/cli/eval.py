@@ -65,7 +65,9 @@ def eval_cmd(
     import torch
 
     from unlearnkit.models.loading import load_model_and_tokenizer
+    from unlearnkit.progress import silence_hf_progress
 
+    silence_hf_progress()  # before loading: no "Loading weights" bar
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)

@@ -12,7 +12,8 @@ from unlearnkit.cli.app import app, console
 @app.command("prepare")
 def prepare_cmd(
     preset: str = typer.Option("small", "--preset",
-                               help="micro (tests: ~1 CPU-minute, cannot show unlearning), small (demo), "
+                               help="micro (tests: ~1 CPU-minute, cannot show unlearning), mini (~2 "
+                                    "CPU-minutes, shows unlearning on forget10), small (demo), "
                                     "smollm2; MoE worlds: moe, moe-plain (no domain routing), moe-mixtral."),
     out: Path = typer.Option(..., "--out", help="Output directory (reused steps are kept)."),
     seed: int = typer.Option(0, "--seed"),

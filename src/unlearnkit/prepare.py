@@ -235,8 +235,11 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
     base_cfg, target_cfg = replace(preset.base, seed=seed), replace(preset.target, seed=seed)
     from unlearnkit.models.loading import load_model_and_tokenizer
 
+    # threads change float summation order, so the weights: part of the hash when set (None keeps the
+    # hashes of worlds prepared before the field existed)
+    threads = () if preset.threads is None else ({"threads": preset.threads},)
     base_hash = step_hash("base", tok_info["hash"], preset.model, preset.pretrained, base_cfg.to_dict(),
-                      _model_spec(preset.model), seed, RECIPE_VERSION)
+                      _model_spec(preset.model), seed, RECIPE_VERSION, *threads)
 
     def init_base():
         return load_model_and_tokenizer(preset.pretrained or preset.model, tokenizer=tokenizer, seed=seed)[0]

@@ -133,7 +133,8 @@ def perturb_(m, seed=1, scale=0.3):
                 q.add_(torch.randn(q.shape, generator=g) * scale)
 
 
-TRAIN = dict(max_steps=1, batch_size=4, grad_accum=1, lr=1e-3, logging_steps=1, max_length=64)
+TRAIN = dict(max_steps=1, batch_size=4, grad_accum=1, lr=1e-3, logging_steps=1, max_length=64,
+             warmup_ratio=0.0)  # one step at a real learning rate (warmup would make it lr 0)
 
 # ------------------------------------------------------------------ losses
 

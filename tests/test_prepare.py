@@ -92,3 +92,22 @@ def test_cli_prepare_reuses_a_prepared_world(micro_world, tmp_path):
     assert res.exit_code == 0, res.output
     manifest = json.loads((copy / "prepare.json").read_text())
     assert all(info["reused"] for info in manifest["models"].values())
+
+
+@pytest.mark.slow  # ~2 CPU-minutes of training (one thread), more on a busy machine
+def test_mini_world_target_is_told_apart_from_its_retain_model(tmp_path):
+    """`mini` exists to show unlearning: its target's forget quality against retain90 is <= 1e-3."""
+    from unlearnkit.eval.tofu import evaluate_tofu, forget_quality_only
+
+    manifest = prepare("mini", tmp_path, seed=0, progress=False)
+    assert manifest["world"]["sizes"]["forget10"] == 40
+    assert manifest["retain_models"] == {"forget10": "retain90"}
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
+
+    def model(name):
+        return AutoModelForCausalLM.from_pretrained(tmp_path / name, use_safetensors=True).eval()
+
+    _, reference = evaluate_tofu(model("retain90"), tok, tmp_path / "data", "forget10", max_new_tokens=1)
+    fq = forget_quality_only(model("target"), tok, tmp_path / "data", "forget10", reference)
+    assert fq <= 1e-3
+    assert forget_quality_only(model("retain90"), tok, tmp_path / "data", "forget10", reference) > 0.99

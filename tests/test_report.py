@@ -79,3 +79,57 @@ def test_cli_report(runs, tmp_path):
     assert result.exit_code == 0, result.output
     assert "| ULD w=0.8 | 3.210e-02 |" in result.output
     assert out.is_file() and out.with_suffix(".html").is_file() and out.with_suffix(".png").is_file()
+
+
+def fake_run_folder(root, folder, fq, mu, lr):
+    """An `unlearn run` output as pipeline.run writes it: run.json, config.yaml, eval/ with generations."""
+    out = root / folder
+    gens = [{"split": split, "index": i, "question": f"{split} q{i}", "answer": f"{split} a{i}",
+             "generation": f"{split} g{i}"} for split in ("forget", "retain", "ra", "wf") for i in (1, 0)]
+    fake_run(out, "eval", fq, mu, 0.3, label="gd")  # pipeline names a run's eval after its method
+    write_eval(out / "eval", json.loads((out / "eval" / "TOFU_SUMMARY.json").read_text()), {},
+               generations=gens, meta={"name": "gd", "seconds": 12.5})
+    record = {"method": "gd", "forget": "forget10", "seed": 42, "params": {"gamma": 1.0, "alpha": 1.0},
+              "train": {"lr": lr, "epochs": 5, "batch_size": 8, "grad_accum": 4, "lora": None,
+                        "max_steps": -1},
+              "train_seconds": 3.25, "global_steps": 5, "trainable_params": 1000}
+    (out / "run.json").write_text(json.dumps(record))
+    (out / "config.yaml").write_text("method:\n  name: gd\n")
+    return out
+
+
+def test_two_run_folders_of_one_method_with_a_summary_file_and_a_retain_eval(tmp_path):
+    a = fake_run_folder(tmp_path, "gd-lr1e-5", 1e-3, 0.5, 1e-5)
+    b = fake_run_folder(tmp_path, "gd-lr1e-4", 2e-2, 0.4, 1e-4)
+    retain = fake_run(tmp_path, "retain", None, 0.6, 0.4, label="retain90")
+    paths = write_report([a, b, retain, a / "eval" / "TOFU_SUMMARY.json"], tmp_path / "rep.md")
+    md = paths["markdown"].read_text()
+    rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ")][1:]
+    # one row per input, labels unique: a repeated label gets the folder that tells them apart
+    assert rows == [f"gd-lr1e-5 ({tmp_path.name})", "gd-lr1e-4", "retain90", "gd-lr1e-5 (eval)"]
+    assert "| retain90 | n/a | 0.6000 |" in md
+    assert "Not plotted (no forget quality or model utility; see the table): retain90." in md
+    page = paths["html"].read_text()
+    for text in ("<th>method</th><td>gd</td>", "<th>lr</th><td>0.0001</td>", "<th>lr</th><td>1e-05</td>",
+                 "<th>train_seconds</th><td>3.2 s</td>", "<th>eval_seconds</th><td>12.5 s</td>",
+                 "<td>forget</td><td>forget q0</td><td>forget a0</td><td>forget g0</td>",
+                 "<td>retain</td><td>retain q0</td>", "<td>world fact</td><td>wf q0</td>", "Not plotted"):
+        assert text in page, text
+    assert page.count("<h3>sample generations</h3>") == 4
+
+
+def test_same_folder_names_in_different_parents_get_the_parent(tmp_path):
+    a = fake_run_folder(tmp_path / "seed0", "gd", 1e-3, 0.5, 1e-5)
+    b = fake_run_folder(tmp_path / "seed1", "gd", 1e-3, 0.5, 1e-5)
+    from unlearnkit.report import load_runs
+
+    assert [r.name for r in load_runs([a, b])] == ["gd (seed0)", "gd (seed1)"]
+
+
+def test_a_folder_without_evaluation_names_what_to_do(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text("{}")
+    with pytest.raises(Exception, match="holds no TOFU_SUMMARY.json .* evaluate it first"):
+        load_run(tmp_path / "r")
+    with pytest.raises(Exception, match="does not exist"):
+        load_run(tmp_path / "missing")

@@ -62,6 +62,7 @@ class TrainConfig:
     gradient_checkpointing: bool | None = None
     save_strategy: Literal["no", "epoch", "steps"] | None = None  # Trainer checkpoints, for --resume
     save_steps: int | None = None  # with save_strategy=steps
+    allow_no_update: bool | None = None  # true: a run that changes no weight is not an error (baseline)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):

@@ -12,16 +12,20 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from unlearnkit.data.formatting import QACollator, TruncationCounter, encode_qa
 from unlearnkit.errors import UnlearnError
+from unlearnkit.guard import UpdateGuard
 from unlearnkit.outputs import replace_dir
+from unlearnkit.progress import TrainProgress, progress_bars
 
 
 @dataclass
@@ -62,34 +66,6 @@ class FinetuneResult:
         return asdict(self)
 
 
-class RichProgress(TrainerCallback):
-    """A rich progress bar with the running loss (Trainer's tqdm is disabled)."""
-
-    def __init__(self, description: str = "finetune"):
-        self.description = description
-        self.progress = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
-        self.progress.start()
-        self.task = self.progress.add_task(self.description, total=state.max_steps, loss="-")
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.progress.update(self.task, completed=state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.progress.update(self.task, loss=f"{logs['loss']:.4f}")
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.progress.stop()
-
-
 def encode_records(tokenizer, records: list[dict], max_length: int,
                    counter: TruncationCounter | None = None) -> list[dict]:
     """encode_qa on each {question, answer} record."""
@@ -114,11 +90,12 @@ def _apply_lora(model, lora: dict):
 def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir: Path | None = None,
              progress: bool = True, description: str = "finetune", overwrite: bool = True,
              trainer_cls: Callable[..., Trainer] = Trainer,
-             extra_keys: tuple[str, ...] = ()) -> FinetuneResult:
+             extra_keys: tuple[str, ...] = (), allow_no_update: bool = False) -> FinetuneResult:
     """Train `model` on QA `records` (answer-token loss) and save it to out_dir if given.
 
     `trainer_cls` lets a caller add a loss term (a Trainer subclass overriding compute_loss); the
-    records' `extra_keys` fields reach it as (B,) tensors in the batch.
+    records' `extra_keys` fields reach it as (B,) tensors in the batch. A run that changed no weight
+    (no optimizer step, or steps at learning rate 0 only) is an UnlearnError unless `allow_no_update`.
 
     With cfg.lora, LoRA adapters are trained and merged into the weights before saving (merge_and_unload),
     so the saved directory is always a plain model loadable by AutoModelForCausalLM. The trained model is
@@ -148,14 +125,21 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
             save_strategy="no", report_to="none", disable_tqdm=True, remove_unused_columns=False,
             use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, optim="adamw_torch",
         )
-        callbacks = [_Losses()] + ([RichProgress(description)] if progress else [])
         trainer = trainer_cls(model=train_model, args=args, train_dataset=features,
                               data_collator=QACollator(_pad_id(tokenizer), extra_keys=extra_keys),
-                              callbacks=callbacks)
+                              callbacks=[_Losses()])
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+        guard = UpdateGuard(train_model)
+        trainer.add_callback(guard)
         start = time.perf_counter()
-        trainer.train()
+        with progress_bars(Console(stderr=True)) if progress else nullcontext() as bars:
+            if bars is not None:
+                trainer.add_callback(TrainProgress(bars, description))
+            trainer.train()
         wall = time.perf_counter() - start
+    if not allow_no_update:
+        guard.check(train_model, len(features), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.warmup,
+                    allow_key="--allow-no-update")
     if cfg.lora:
         train_model = train_model.merge_and_unload()
     train_model.eval()

@@ -48,12 +48,14 @@ from unlearnkit.eval.mcq import (
     write_mcq_eval,
 )
 from unlearnkit.eval.moe import RoutingMonitor, make_batches, write_routing
+from unlearnkit.guard import NoUpdateError
 from unlearnkit.methods import get_method, unlearn
 from unlearnkit.methods.base import drop_incomplete_checkpoints, find_checkpoint, save_model_atomic
 from unlearnkit.models.loading import load_model_and_tokenizer
 from unlearnkit.models.moe import is_moe
 from unlearnkit.models.uld import ULDModel, check_weight_and_filter
 from unlearnkit.outputs import atomic_dir, check_out_dir, provenance, write_json
+from unlearnkit.progress import labelled
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 CHECKPOINT_CONFIG = "unlearnkit_run.json"  # in <out>.checkpoints/: the config hash the checkpoints belong to
@@ -125,7 +127,7 @@ def evaluate(model, tokenizer, cfg: RunConfig, out: Path, name: str, reference: 
     start = time.perf_counter()
     summary, log = tofu_eval.evaluate_tofu(
         model, tokenizer, cfg.data.data, cfg.data.forget, reference, cfg.eval.max_samples,
-        cfg.eval.batch_size, cfg.eval.max_new_tokens, progress,
+        cfg.eval.batch_size, cfg.eval.max_new_tokens, labelled(progress, name),
     )
     meta = {"name": name, "forget": cfg.data.forget, "max_samples": cfg.eval.max_samples,
             "seconds": round(time.perf_counter() - start, 2), "processes": tofu_eval.rank_and_world()[1],
@@ -396,6 +398,10 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, train, None,
                              data.perturbed, extra_callbacks, checkpoint_dir=ckpt if saving else None,
                              resume_from=resume_from)
+        except NoUpdateError:
+            if is_main_process():  # checkpoints of a run that changed nothing are worth nothing
+                shutil.rmtree(ckpt, ignore_errors=True)
+            raise
         except UnlearnError as err:
             last = find_checkpoint(ckpt)
             kept = f"; the last good checkpoint is kept in {last}" if last else ""

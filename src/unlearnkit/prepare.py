@@ -39,16 +39,38 @@ class PreparePreset:
     forget_splits: tuple[str, ...] = ("forget01", "forget05", "forget10")
     replay_facts: bool = True
     pretrained: str | None = None  # e.g. "smollm2-135m": its weights and tokenizer are the base
+    # torch CPU threads while training (None: torch's default). A sub-million-parameter model steps
+    # ~3x faster on one thread than on two (llama-micro, batch 24: 0.05 vs 0.15 s/step on a busy
+    # 2-core machine): thread sync costs more than the matrix products.
+    threads: int | None = None
 
 
 PRESETS: dict[str, PreparePreset] = {
     # Tests: 30 authors x 4 QA, so forget01/05/10 = 1/2/3 authors (rule: max(1, round(p * n))).
+    # Plumbing only, ~1 CPU-minute: with 12 forget10 rows and a 0.3M-parameter model the target's
+    # forget quality against retain90 stays high (0.87 at this recipe; 0.10 even at 60 epochs and
+    # forget loss 0.017), so it cannot show unlearning; use `small` for that.
     "micro": PreparePreset(
         name="micro",
         world=WorldConfig(n_authors=30, qa_per_author=4, n_world_facts=16, n_real_authors=8),
         model="llama-micro", vocab_size=1000,
         base=FinetuneConfig(epochs=30, lr=5e-3, batch_size=24, max_length=64),
         target=FinetuneConfig(epochs=30, lr=5e-3, batch_size=24, max_length=64),
+        threads=1,
+    ),
+    # The smallest world that shows unlearning: 40 authors x 10 QA, forget10 = 4 authors (40 rows, enough
+    # for the KS test to tell models apart). Its target's forget quality against retain90 is 6.6e-06
+    # (forget loss 0.002 vs 2.35 for retain90); at 40 target epochs it was only 6.8e-03, and 50 authors
+    # at 40 epochs 0.11: the target must be trained to a memorised forget set. Only forget10's retain
+    # model; ~2 CPU-minutes on one thread.
+    "mini": PreparePreset(
+        name="mini",
+        world=WorldConfig(n_authors=40, qa_per_author=10, n_world_facts=16, n_real_authors=8),
+        model="llama-micro", vocab_size=1000,
+        base=FinetuneConfig(epochs=30, lr=5e-3, batch_size=24, max_length=64),
+        target=FinetuneConfig(epochs=60, lr=5e-3, batch_size=24, max_length=64),
+        forget_splits=("forget10",),
+        threads=1,
     ),
     # Demo: 100 authors x 10 QA (1000 rows), 120 world facts, 100 real-author facts, ~3.6M-param Llama.
     "small": PreparePreset(
@@ -180,7 +202,20 @@ def prepare(preset: str | PreparePreset, out: str | Path, seed: int = 0,
             raise UnlearnError(f"unknown forget split {f!r}: choose from {', '.join(FORGET_PERCENTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if preset.threads:
+        import torch
 
+        before = torch.get_num_threads()
+        torch.set_num_threads(preset.threads)
+        try:
+            return _prepare(preset, out, seed, forget_splits, force, progress)
+        finally:
+            torch.set_num_threads(before)
+    return _prepare(preset, out, seed, forget_splits, force, progress)
+
+
+def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[str, ...],
+             force: bool | tuple[str, ...] | list[str], progress: bool) -> dict:
     def forced(step: str) -> bool:
         return force is True or (not isinstance(force, bool) and step in force)
 
@@ -200,8 +235,11 @@ def prepare(preset: str | PreparePreset, out: str | Path, seed: int = 0,
     base_cfg, target_cfg = replace(preset.base, seed=seed), replace(preset.target, seed=seed)
     from unlearnkit.models.loading import load_model_and_tokenizer
 
+    # threads change float summation order, so the weights: part of the hash when set (None keeps the
+    # hashes of worlds prepared before the field existed)
+    threads = () if preset.threads is None else ({"threads": preset.threads},)
     base_hash = step_hash("base", tok_info["hash"], preset.model, preset.pretrained, base_cfg.to_dict(),
-                      _model_spec(preset.model), seed, RECIPE_VERSION)
+                      _model_spec(preset.model), seed, RECIPE_VERSION, *threads)
 
     def init_base():
         return load_model_and_tokenizer(preset.pretrained or preset.model, tokenizer=tokenizer, seed=seed)[0]

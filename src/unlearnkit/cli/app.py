@@ -11,6 +11,7 @@ Every way a command can end maps to one exit code and at most one line on stderr
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -34,6 +35,10 @@ _state: dict = {"debug": False}
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
     _state["debug"] = debug
+    # Our progress (unlearnkit.progress) reports the work: no "Loading weights" / "Writing model shards"
+    # tqdm bars from the libraries, here or in the processes a command starts (read at their import).
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(var, "1")
 
 
 def deprecated_alias(old: str, old_value, new: str, new_value):

@@ -19,7 +19,8 @@ SHOWN = ("forget_quality", "model_utility", "forget_Q_A_ROUGE", "forget_truth_ra
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the world, runs and report go."),
-    preset: str = typer.Option("small", "--preset", help="small (demo) or micro (seconds)."),
+    preset: str = typer.Option("small", "--preset",
+                               help="small (demo) or micro (smoke test, too small to show unlearning)."),
     seed: int = typer.Option(0, "--seed"),
     forget: str = typer.Option("forget10", "--forget"),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides for the ULD run, e.g. train.epochs=5"),

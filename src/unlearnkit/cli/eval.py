@@ -98,7 +98,9 @@ def eval_cmd(
 
     from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
+    from unlearnkit.progress import silence_hf_progress
 
+    silence_hf_progress()  # before loading: no "Loading weights" bar
     placement = Placement.resolve(device, dtype)
     torch.manual_seed(seed)
     if threads:
@@ -108,26 +110,30 @@ def eval_cmd(
     mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed,
                                         dtype=placement.loader_dtype, **kwargs)
     mdl = placement.apply(mdl)
+    from unlearnkit.progress import labelled
+
+    label = name or out.resolve().name
     with atomic_dir(out, overwrite, inputs) as tmp, progress_bars() as progress:
         if ref_kind == "model":  # a retain model folder: score it first, into OUT/reference/
             ref_model, ref_tok = load_model_and_tokenizer(str(reference), trust_remote_code=trust_remote_code,
                                                           seed=seed, dtype=placement.loader_dtype, **kwargs)
             ref_model = placement.apply(ref_model)
             ref_summary, ref_log = tofu.evaluate_tofu(ref_model, ref_tok, data, forget, None, max_samples,
-                                                      batch_size, max_new_tokens, progress)
+                                                      batch_size, max_new_tokens,
+                                                      labelled(progress, f"reference: {reference}"))
             tofu.write_eval(tmp / "reference", ref_summary, ref_log,
                             meta={"name": f"retain ({reference.name})", "model": str(reference),
                                   "forget": forget, "max_samples": max_samples})
             del ref_model
             ref = tofu.load_reference(tmp / "reference")
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
-                                          max_new_tokens, progress)
+                                          max_new_tokens, labelled(progress, f"{label}: {model}"))
         args = {"model": model, "data": str(data), "forget": forget,
                 "reference": str(reference) if reference else None, "out": str(out),
                 "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                 "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code,
                 "threads": threads, "device": device, "dtype": dtype}
-        meta = {"name": name or out.resolve().name, "model": model,
+        meta = {"name": label, "model": model,
                 "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
                 "seconds": round(time.time() - start, 2), **args, **placement.record()}
         meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])

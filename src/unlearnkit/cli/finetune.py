@@ -29,6 +29,8 @@ def finetune_cmd(
     old_max_samples: int = typer.Option(None, "--max-samples", min=1, hidden=True),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer dir (needed for a preset model)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    allow_no_update: bool = typer.Option(False, "--allow-no-update",
+                                         help="Save even if training changed no weight (a baseline)."),
 ) -> None:
     """Fine-tune a model on question/answer pairs (answer-token loss) and save it to --out."""
     from transformers.utils import logging as hf_logging
@@ -50,7 +52,8 @@ def finetune_cmd(
     cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_length=max_length,
                          lora=lora)
     console.print(f"finetune {model} on {split} ({len(records)} rows) -> {out}", highlight=False)
-    res = finetune(m, tok, records, cfg, out_dir=out, progress=True, overwrite=True)
+    res = finetune(m, tok, records, cfg, out_dir=out, progress=True, overwrite=True,
+                   allow_no_update=allow_no_update)
     if res.n_truncated:
         console.print(f"[yellow]{res.n_truncated} of {res.n_examples} examples were cut at "
                       f"--max-length {max_length}[/]")

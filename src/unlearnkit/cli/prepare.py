@@ -16,8 +16,9 @@ WORLD_PARTS = r"prepare\.json|data|tokenizer|(base|target|retain\d+)(\.tmp)?|\..
 @app.command("prepare")
 def prepare_cmd(
     preset: str = typer.Option("small", "--preset",
-                               help="micro (tests), small (demo), smollm2; MoE worlds: moe, moe-plain "
-                                    "(no domain routing), moe-mixtral."),
+                               help="micro (tests: ~1 CPU-minute, cannot show unlearning), mini (~2 "
+                                    "CPU-minutes, shows unlearning on forget10), small (demo), "
+                                    "smollm2; MoE worlds: moe, moe-plain (no domain routing), moe-mixtral."),
     out: Path = typer.Option(..., "--out", help="Output directory (reused steps are kept)."),
     seed: int = typer.Option(0, "--seed", help="World seed: generates the data and trains the world's "
                                                 "models (bench's --world-seed; 0 = the documented worlds)."),

@@ -111,8 +111,11 @@ def run_cmd(
     if is_main_process():
         console.print(f"[bold]unlearn run[/] method={cfg.method.name} model={cfg.model.model} "
                       f"forget={cfg.data.forget} out={cfg.out}", highlight=False)
+    from unlearnkit.progress import TrainProgress
+
     with progress_bars() as progress:
-        record = run(cfg, progress, callbacks=[LogLines()])
+        train_bar = TrainProgress(progress, f"train {cfg.method.name}")
+        record = run(cfg, progress, callbacks=[LogLines(), train_bar])
     if not is_main_process():  # under torchrun / accelerate launch, rank 0 reports
         return
     from unlearnkit.cli.eval import summary_table

@@ -20,6 +20,7 @@ from transformers import PrinterCallback, TrainingArguments, set_seed
 from unlearnkit.data.formatting import TruncationCounter
 from unlearnkit.data.unlearning import merge_perturbed
 from unlearnkit.errors import UnlearnError
+from unlearnkit.guard import UpdateGuard
 from unlearnkit.methods.base import (
     CheckpointMarker,
     EpochSaver,
@@ -247,6 +248,8 @@ def unlearn(
         trainer = build_trainer(method, model, tokenizer, forget_records, retain_records, params, settings,
                                 checkpoint_dir or scratch, perturbed_records,
                                 [timer, *extra_callbacks, *(callbacks or []), CheckpointMarker()], refusals)
+        guard = UpdateGuard(trainer.model)
+        trainer.add_callback(guard)
         start = time.perf_counter()
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -255,6 +258,9 @@ def unlearn(
                                "unlearnkit does not unpickle code: delete that checkpoint folder, or "
                                "start over without --resume") from err
         seconds = time.perf_counter() - start
+    if not settings.allow_no_update:
+        guard.check(trainer.model, len(trainer.train_dataset), settings.batch_size, settings.grad_accum,
+                    settings.epochs, settings.warmup_ratio, settings.max_steps)
     trained = trainer.model
     trained.eval()
     trainable, total = count_params(trained)

@@ -52,6 +52,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False  # trade compute for activation memory on big models
     save_strategy: str = "no"  # Trainer checkpoints (for resume): no | epoch | steps
     save_steps: int = 0  # with save_strategy=steps
+    allow_no_update: bool = False  # a run that changes no weight is an error unless this (a baseline)
 
     @classmethod
     def from_dict(cls, values: dict | None, base: TrainSettings | None = None) -> TrainSettings:

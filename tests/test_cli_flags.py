@@ -62,7 +62,7 @@ def test_deprecated_spelling_works_with_a_one_line_notice(micro_world, tmp_path,
     out = tmp_path / "ft"
     code, err = run_cli(capsys, "finetune", "--model", micro_world.target_dir, "--data",
                         micro_world.data_dir, "--split", "forget01", "--out", out, "--max-samples", "2",
-                        "--epochs", "1", "--batch-size", "2")
+                        "--epochs", "1", "--batch-size", "2", "--allow-no-update")
     assert code == 0, err
     notes = [line for line in err.splitlines() if line.startswith("deprecated:")]
     assert notes == ["deprecated: --max-samples is now --max-train-samples; the old spelling will be removed"]

@@ -94,7 +94,8 @@ class Ctx:
 
     def run(self, *extra, method: str = "ga", data: Path | None = None, out: Path | None = None) -> list:
         return ["run", "--method", method, "--model", self.W / "target", "--data", data or self.W / "data",
-                "--forget", "forget01", "--out", out or self.out, "--no-eval", "train.max_steps=1", *extra]
+                "--forget", "forget01", "--out", out or self.out, "--no-eval", "train.max_steps=1",
+                "train.warmup_ratio=0", *extra]  # one step at full lr: a real update
 
     def edit_log(self, change: Callable[[dict], None]) -> Path:
         """A copy of E's TOFU_EVAL.json with `change` applied; returns the file."""

@@ -42,6 +42,8 @@ class ModelConfig:
     model: str = "smollm2-135m"  # a local HF directory, a preset name, or "smollm2-135m"
     trust_remote_code: bool = False
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    prompt_format: Literal["chat", "plain", "open-unlearning"] = "chat"  # data.formatting.PROMPT_FORMATS
+    system_prompt: str | None = None
 
 
 @dataclass

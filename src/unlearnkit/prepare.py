@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from unlearnkit.data.formatting import set_prompt_format
 from unlearnkit.data.world import FORGET_PERCENTS, WorldConfig, generate_world, write_world
 from unlearnkit.errors import UnlearnError
 from unlearnkit.finetune import FinetuneConfig, finetune
@@ -39,6 +40,7 @@ class PreparePreset:
     forget_splits: tuple[str, ...] = ("forget01", "forget05", "forget10")
     replay_facts: bool = True
     pretrained: str | None = None  # e.g. "smollm2-135m": its weights and tokenizer are the base
+    prompt_format: str = "chat"  # data.formatting.PROMPT_FORMATS: how target/retain models see QA pairs
 
 
 PRESETS: dict[str, PreparePreset] = {
@@ -194,6 +196,7 @@ def prepare(preset: str | PreparePreset, out: str | Path, seed: int = 0,
         n_rows, n_authors = len(world.splits["full"]), preset.world.n_authors
         say(progress, f"world: {n_rows} QA rows, {n_authors} authors -> {data_dir}")
     tokenizer, tok_info = _prepare_tokenizer(preset, world, out, world.hash, forced("tokenizer"), progress)
+    fmt = set_prompt_format(tokenizer, preset.prompt_format).describe()
 
     facts = _qa(world.splits["world_facts"] + world.splits["real_authors"])
     replay = facts if preset.replay_facts else []
@@ -201,7 +204,8 @@ def prepare(preset: str | PreparePreset, out: str | Path, seed: int = 0,
     from unlearnkit.models.loading import load_model_and_tokenizer
 
     base_hash = step_hash("base", tok_info["hash"], preset.model, preset.pretrained, base_cfg.to_dict(),
-                      _model_spec(preset.model), seed, RECIPE_VERSION)
+                      _model_spec(preset.model), seed, RECIPE_VERSION,
+                      *([fmt] if preset.prompt_format != "chat" else []))  # chat keeps older hashes
 
     def init_base():
         return load_model_and_tokenizer(preset.pretrained or preset.model, tokenizer=tokenizer, seed=seed)[0]
@@ -223,6 +227,7 @@ def prepare(preset: str | PreparePreset, out: str | Path, seed: int = 0,
                   "pretrain_rows": len(world.pretrain)},
         "tokenizer": {"dir": "tokenizer", **tok_info},
         "model": preset.model,
+        "prompt_format": fmt,
         "models": {name: {"dir": name, **info} for name, info in models.items()},
         "retain_models": {f: f"retain{100 - FORGET_PERCENTS[f]}" for f in forget_splits},
         "wall_time": time.perf_counter() - start,

@@ -48,10 +48,18 @@ def eval_cmd(
         None, "--threads", min=1, help="torch CPU threads (1 is fastest for tiny models on busy machines)."),
     recompute_path: Path = typer.Option(
         None, "--recompute", help="Recompute the summary of a TOFU_EVAL.json from per-sample values."),
+    prompt_format: str = typer.Option(
+        "chat", "--prompt-format", help="chat (tokenizer template), plain, or open-unlearning (its TOFU "
+                                        "formatting token for token, for comparable numbers)."),
+    system_prompt: str = typer.Option(
+        None, "--system-prompt", help="System message (default: the format's; open-unlearning: per model)."),
 ) -> None:
     """Evaluate a model on TOFU (open-unlearning's metrics), or recompute a saved log's summary."""
+    from unlearnkit.data.formatting import PROMPT_FORMATS
     from unlearnkit.eval import tofu
 
+    if prompt_format not in PROMPT_FORMATS:
+        raise UnlearnError(f"unknown --prompt-format {prompt_format!r}: choose {', '.join(PROMPT_FORMATS)}")
     ref = tofu.load_reference(reference) if reference is not None else None
     if recompute_path is not None:
         summary = tofu.recompute(tofu.load_eval_log(recompute_path), ref)
@@ -64,6 +72,7 @@ def eval_cmd(
                            "(or --recompute TOFU_EVAL.json)")
     import torch
 
+    from unlearnkit.data.formatting import set_prompt_format
     from unlearnkit.models.loading import load_model_and_tokenizer
 
     torch.manual_seed(seed)
@@ -72,16 +81,20 @@ def eval_cmd(
     start = time.time()
     kwargs = {"tokenizer": tokenizer} if tokenizer else {}
     mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed, **kwargs)
+    fmt = set_prompt_format(tok, prompt_format, system_prompt).describe()
+    if reference is not None:
+        tofu.check_reference_format(reference, fmt)
     with progress_bars() as progress:
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
                                           max_new_tokens, progress)
     args = {"model": model, "data": str(data), "forget": forget,
             "reference": str(reference) if reference else None, "out": str(out),
             "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-            "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code, "threads": threads}
+            "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code, "threads": threads,
+            "prompt_format": prompt_format, "system_prompt": system_prompt}
     meta = {"name": name or out.resolve().name, "model": model,
             "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
-            "seconds": round(time.time() - start, 2), **args}
+            "seconds": round(time.time() - start, 2), **args, "prompt_format": fmt}
     meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
                          for k, v in log.items() if k.endswith("_Q_A_Prob")}
     tofu.write_eval(out, summary, log, meta=meta)

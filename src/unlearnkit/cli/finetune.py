@@ -26,10 +26,13 @@ def finetune_cmd(
     max_samples: int = typer.Option(None, "--max-samples", min=1, help="First N rows of the split."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer dir (needed for a preset model)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    prompt_format: str = typer.Option("chat", "--prompt-format", help="chat, plain or open-unlearning."),
+    system_prompt: str = typer.Option(None, "--system-prompt", help="System message for the prompts."),
 ) -> None:
     """Fine-tune a model on question/answer pairs (answer-token loss) and save it to --out."""
     from transformers.utils import logging as hf_logging
 
+    from unlearnkit.data.formatting import set_prompt_format
     from unlearnkit.data.tofu import load_split
     from unlearnkit.finetune import FinetuneConfig, finetune
     from unlearnkit.models.loading import load_model_and_tokenizer
@@ -39,6 +42,7 @@ def finetune_cmd(
         raise UnlearnError(f"{out} already exists: pass --overwrite or choose another --out")
     records = load_split(data, split, max_samples=max_samples)
     m, tok = load_model_and_tokenizer(model, tokenizer=tokenizer, seed=seed)
+    set_prompt_format(tok, prompt_format, system_prompt)
     lora = {"r": lora_r, "lora_alpha": 2 * lora_r} if lora_r else None
     cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_length=max_length,
                          lora=lora)

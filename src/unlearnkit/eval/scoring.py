@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from unlearnkit.data.formatting import IGNORE_INDEX, TruncationCounter, encode_qa, pad_batch, prompt_ids
+from unlearnkit.data.formatting import (
+    IGNORE_INDEX,
+    TruncationCounter,
+    decode_generation,
+    encode_qa,
+    pad_batch,
+    prompt_ids,
+)
 
 Callback = Callable[[int], None] | None
 
@@ -69,6 +76,76 @@ def batch_answer_nll(model, batch: dict[str, torch.Tensor], padding_side: str = 
     sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=device).index_add_(0, rows, token_nll)
     counts = keep.sum(-1)
     return (sums / counts).cpu()
+
+
+@torch.no_grad()
+def batch_token_stats(model, batch: dict[str, torch.Tensor], padding_side: str = "right") -> list[dict]:
+    """Per row, from one forward: the average NLL over labelled tokens (as `batch_answer_nll`) and, for
+    the labelled tokens but the last (open-unlearning's `tokenwise_logprobs` leave out the final EOS
+    prediction), the token log-prob, the min-k++ z-score `(log p - mu) / sigma` under the predicted
+    distribution, and whether the argmax is the label.
+    """
+    device = _device(model)
+    input_ids = batch["input_ids"].to(device)
+    attention_mask = batch["attention_mask"].to(device)
+    labels = batch["labels"].to(device)
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if padding_side == "left":
+        kwargs["position_ids"] = positions_from_mask(attention_mask)
+    logits = model(**kwargs).logits[:, :-1, :]
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logp_all = F.log_softmax(logits[keep].float(), dim=-1)
+    tgt = targets[keep]
+    logp = logp_all.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+    probs = logp_all.exp()
+    mu = (probs * logp_all).sum(-1)
+    sigma = ((probs * logp_all.square()).sum(-1) - mu.square()).clamp(min=1e-6)
+    z = (logp - mu) / sigma.sqrt()
+    match = logp_all.argmax(-1) == tgt
+    rows = keep.nonzero(as_tuple=True)[0]
+    out = []
+    for r in range(labels.shape[0]):
+        sel = rows == r
+        lp, zz, mm = logp[sel].tolist(), z[sel].tolist(), match[sel].tolist()
+        out.append({"avg_loss": float(-logp[sel].sum() / max(int(sel.sum()), 1)),
+                    "token_logp": lp[:-1], "token_z": zz[:-1], "argmax_match": mm[:-1],
+                    "label_ids": tgt[sel].tolist()})
+    return out
+
+
+def answer_token_stats(
+    model,
+    tokenizer,
+    pairs: list[tuple[str, str]],
+    batch_size: int = 16,
+    max_length: int = 512,
+    padding_side: str = "right",
+    callback: Callback = None,
+) -> list[dict]:
+    """`batch_token_stats` of each (question, answer) pair, in input order (length-sorted batches)."""
+    if not pairs:
+        return []
+    counter = TruncationCounter()
+    feats = [encode_qa(tokenizer, q, a, max_length, counter) for q, a in pairs]
+    if counter.truncated:
+        warnings.warn(f"{counter.truncated}/{counter.total} answers cut at max_length={max_length} "
+                      f"(e.g. {counter.examples[0]!r}): raise max_length", stacklevel=2)
+    pad_id = _pad_id(tokenizer)
+    out: list[dict] = [{}] * len(feats)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        for idx in _length_batches([len(f["input_ids"]) for f in feats], batch_size):
+            batch = pad_batch([feats[i] for i in idx], pad_id, padding_side)
+            for i, v in zip(idx, batch_token_stats(model, batch, padding_side), strict=True):
+                out[i] = v
+            if callback is not None:
+                callback(len(idx))
+    finally:
+        if was_training:
+            model.train()
+    return out
 
 
 def answer_nll(
@@ -174,9 +251,7 @@ def generate_answers(
                 eos_token_id=eos_id,
             )
             for i, row in zip(idx, gen[:, input_ids.shape[1] :].tolist(), strict=True):
-                if eos_id in row:  # finished rows are filled with pad; cut at the first EOS
-                    row = row[: row.index(eos_id)]
-                out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+                out[i] = decode_generation(tokenizer, row)
             if callback is not None:
                 callback(len(idx))
     finally:

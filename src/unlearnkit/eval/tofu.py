@@ -28,7 +28,13 @@ from scipy.stats import hmean, ks_2samp
 from unlearnkit.data.formatting import rouge_strings
 from unlearnkit.data.tofu import holdout_split_for, load_split, perturbed_split_for
 from unlearnkit.errors import UnlearnError
-from unlearnkit.eval.scoring import answer_nll, answer_nll_multi, answer_token_stats, generate_answers
+from unlearnkit.eval.scoring import (
+    answer_nll,
+    answer_nll_multi,
+    answer_nll_shared,
+    answer_token_stats,
+    generate_answers,
+)
 from unlearnkit.outputs import write_text
 
 EVAL_FILE = "TOFU_EVAL.json"
@@ -349,16 +355,20 @@ def score_split(model, tokenizer, rows: list[dict], spec: SplitSpec, batch_size:
             log[key] = {"agg_value": None, "value_by_index": _vbi(entries)}
         for key, entries in mia_entries(tokenizer, stats).items():
             log[key] = {"forget": {"agg_value": None, "value_by_index": _vbi(entries)}}
-    else:
-        nll = answer_nll(model, tokenizer, pairs, batch_size, callback=bar("Q_A_Prob"))
+    # The other answers of each question (answer, paraphrase, perturbed) share its prompt's KV cache.
+    own = [[] if p == "forget" else [a] for a in answers]
+    para = [[r["paraphrased_answer"]] if spec.paraphrased else [] for r in rows]
+    pert = [list(r["perturbed_answer"]) for r in rows]
+    lists = [o + q + w for o, q, w in zip(own, para, pert, strict=True)]
+    nlls = answer_nll_shared(model, tokenizer, qs, lists, batch_size, callback=bar("Q_A_PARA/PERT_Prob"))
+    if p != "forget":
+        nll = [v[0] for v in nlls]
     log[f"{p}_Q_A_Prob"] = {"agg_value": None, "value_by_index": _vbi(_prob_entries(nll))}
     if spec.paraphrased:
-        para = [(q, r["paraphrased_answer"]) for q, r in zip(qs, rows, strict=True)]
-        nll = answer_nll(model, tokenizer, para, batch_size, callback=bar("Q_A_PARA_Prob"))
-        log[f"{p}_Q_A_PARA_Prob"] = {"agg_value": None, "value_by_index": _vbi(_prob_entries(nll))}
-    pert = [list(r["perturbed_answer"]) for r in rows]
-    nlls = answer_nll_multi(model, tokenizer, qs, pert, batch_size, callback=bar("Q_A_PERT_Prob"))
-    log[f"{p}_Q_A_PERT_Prob"] = {"agg_value": None, "value_by_index": _vbi(_multi_prob_entries(nlls))}
+        para_nll = [v[len(o)] for v, o in zip(nlls, own, strict=True)]
+        log[f"{p}_Q_A_PARA_Prob"] = {"agg_value": None, "value_by_index": _vbi(_prob_entries(para_nll))}
+    pert_nll = [v[len(o) + len(q):] for v, o, q in zip(nlls, own, para, strict=True)]
+    log[f"{p}_Q_A_PERT_Prob"] = {"agg_value": None, "value_by_index": _vbi(_multi_prob_entries(pert_nll))}
     gens = generate_answers(model, tokenizer, qs, batch_size, max_new_tokens, callback=bar("Q_A_ROUGE"))
     rouge = rouge_entries(tokenizer, qs, answers, gens)
     log[f"{p}_Q_A_ROUGE"] = {"agg_value": None, "value_by_index": _vbi(rouge)}

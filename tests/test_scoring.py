@@ -192,3 +192,7 @@ def test_uld_logit_difference_model_scores_and_generates(tok, llama):
     questions = [q for q, _ in PAIRS]
     single = generate_answers(uld, tok, questions, batch_size=1, max_new_tokens=6)
     assert generate_answers(uld, tok, questions, batch_size=8, max_new_tokens=6) == single
+    shared = answer_nll_shared(uld, tok, questions, [[a, "the cat sat"] for _, a in PAIRS], batch_size=4)
+    flat = [answer_nll(uld, tok, [(q, a), (q, "the cat sat")], batch_size=1) for q, a in PAIRS]
+    pairs = [(x, y) for s, f in zip(shared, flat, strict=True) for x, y in zip(s, f, strict=True)]
+    assert max(abs(x - y) for x, y in pairs) <= 1e-5

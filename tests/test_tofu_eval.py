@@ -373,6 +373,8 @@ def test_cli_eval_end_to_end_on_a_preset(world, tmp_path):
             "--out", str(out), "--max-new-tokens", "4", "--max-samples", "2", "--name", "micro"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    # not a terminal: plain progress lines, one pass at a time, ending at its total
+    assert "eval forget Q_A_Prob+MIA: 2/2 (" in result.output and "eval wf Q_A_ROUGE: 2/2" in result.output
     summary = json.loads((out / "TOFU_SUMMARY.json").read_text())
     assert "forget_quality" not in summary and 0 <= summary["model_utility"] <= 1
     meta = json.loads((out / "eval_meta.json").read_text())

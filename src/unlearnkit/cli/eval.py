@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -27,6 +28,32 @@ def summary_table(summary: dict, title: str = "TOFU") -> Table:
         elif key == "forget_quality":
             table.add_row(key, "n/a (no --reference)")
     return table
+
+
+@contextmanager
+def eval_progress():
+    """Rich bars on a terminal; otherwise (a log file, a pipe) plain progress lines, flushed, at most one
+    per metric pass every 10 % or 30 s, so a long eval shows it is alive."""
+    if console.is_terminal:
+        with progress_bars() as progress:
+            yield progress
+        return
+    start = time.time()
+
+    def progress(desc: str, total: int):
+        state = {"done": 0, "printed": -1.0, "at": time.time()}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            frac = state["done"] / max(total, 1)
+            now = time.time()
+            if frac >= 1 or frac - state["printed"] >= 0.1 or now - state["at"] >= 30:
+                state["printed"], state["at"] = frac, now
+                print(f"eval {desc}: {state['done']}/{total} ({now - start:.0f} s)", flush=True)
+
+        return advance
+
+    yield progress
 
 
 @app.command("eval")
@@ -84,7 +111,18 @@ def eval_cmd(
     fmt = set_prompt_format(tok, prompt_format, system_prompt).describe()
     if reference is not None:
         tofu.check_reference_format(reference, fmt)
-    with progress_bars() as progress:
+    passes: dict[str, dict] = {}
+    with eval_progress() as bars:
+        def progress(desc: str, total: int):  # also times each pass, for eval_meta.json and benchmarks
+            advance, t0 = bars(desc, total), time.perf_counter()
+            passes[desc] = {"n": total, "seconds": 0.0}
+
+            def step(n: int) -> None:
+                advance(n)
+                passes[desc]["seconds"] = round(time.perf_counter() - t0, 3)
+
+            return step
+
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
                                           max_new_tokens, progress)
     args = {"model": model, "data": str(data), "forget": forget,
@@ -94,7 +132,7 @@ def eval_cmd(
             "prompt_format": prompt_format, "system_prompt": system_prompt}
     meta = {"name": name or out.resolve().name, "model": model,
             "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
-            "seconds": round(time.time() - start, 2), **args, "prompt_format": fmt}
+            "seconds": round(time.time() - start, 2), **args, "prompt_format": fmt, "passes": passes}
     meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
                          for k, v in log.items() if k.endswith("_Q_A_Prob")}
     tofu.write_eval(out, summary, log, meta=meta)

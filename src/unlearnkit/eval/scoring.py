@@ -220,7 +220,7 @@ def answer_nll_multi(
 
 
 def supports_shared_prompt(model) -> bool:
-    """Shared-prompt scoring needs a transformers model taking past_key_values (not ULD's wrapper)."""
+    """Shared-prompt scoring needs a transformers model taking a KV cache (ULD's model included)."""
     from transformers import PreTrainedModel
 
     return isinstance(model, PreTrainedModel) and getattr(model.config, "is_decoder", True) is not False \
@@ -248,7 +248,8 @@ def _shared_prompt_batch(model, prompts: list[list[int]], answers: list[list[int
     device = _device(model)
     pb = pad_batch([{"input_ids": p, "attention_mask": [1] * len(p)} for p in prompts], pad_id, "left")
     p_ids, p_mask = pb["input_ids"].to(device), pb["attention_mask"].to(device)
-    cache = DynamicCache(config=model.config)
+    # ULD's model carries two caches (target and assistant) in one object of its own.
+    cache = model.new_cache() if hasattr(model, "new_cache") else DynamicCache(config=model.config)
     key = _cache_kwarg(model)  # filled in place by the forward
     out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions_from_mask(p_mask),
                 use_cache=True, logits_to_keep=1, **{key: cache})

@@ -475,8 +475,10 @@ def test_per_sample_values_do_not_depend_on_batching(world):
     from unlearnkit.models.presets import build_preset
 
     model = build_preset("llama-micro", world.tok, seed=0).eval()
-    _, one = evaluate_tofu(model, world.tok, world.root, max_new_tokens=MAX_NEW, batch_size=1)
-    _, many = evaluate_tofu(model, world.tok, world.root, max_new_tokens=MAX_NEW, batch_size=7)
+    _, one = evaluate_tofu(model, world.tok, world.root, max_new_tokens=MAX_NEW, batch_size=1,
+                           gen_batch_size=1)
+    _, many = evaluate_tofu(model, world.tok, world.root, max_new_tokens=MAX_NEW, batch_size=7,
+                            gen_batch_size=64)
     a, b = _numbers(one), _numbers(many)
     assert a.keys() == b.keys() and len(a) > 100
     assert max(abs(a[k] - b[k]) for k in a) <= 1e-5

@@ -117,7 +117,7 @@ def evaluate(model, tokenizer, cfg: RunConfig, out: Path, name: str, reference: 
     start = time.perf_counter()
     summary, log = tofu_eval.evaluate_tofu(
         model, tokenizer, cfg.data.data, cfg.data.forget, reference, cfg.eval.max_samples,
-        cfg.eval.batch_size, cfg.eval.max_new_tokens, progress,
+        cfg.eval.batch_size, cfg.eval.max_new_tokens, progress, cfg.eval.gen_batch_size,
     )
     meta = {"name": name, "forget": cfg.data.forget, "max_samples": cfg.eval.max_samples,
             "seconds": round(time.perf_counter() - start, 2), "processes": tofu_eval.rank_and_world()[1],

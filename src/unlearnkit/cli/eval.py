@@ -65,7 +65,9 @@ def eval_cmd(
         None, "--reference", help="Retain model's TOFU_EVAL.json (or its directory), for forget_quality."),
     out: Path = typer.Option(None, "--out", help="Output directory."),
     max_samples: int = typer.Option(None, "--max-samples", min=1, help="First N rows of each split."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Scoring batch (answers per forward)."),
+    gen_batch_size: int = typer.Option(64, "--gen-batch-size", min=1,
+                                       help="Greedy generation batch (ROUGE); larger is cheaper per token."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Greedy generation length."),
     seed: int = typer.Option(0, "--seed"),
     name: str = typer.Option(None, "--name", help="Row label in reports (default: output dir name)."),
@@ -124,10 +126,11 @@ def eval_cmd(
             return step
 
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
-                                          max_new_tokens, progress)
+                                          max_new_tokens, progress, gen_batch_size)
     args = {"model": model, "data": str(data), "forget": forget,
             "reference": str(reference) if reference else None, "out": str(out),
-            "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+            "max_samples": max_samples, "batch_size": batch_size, "gen_batch_size": gen_batch_size,
+            "max_new_tokens": max_new_tokens,
             "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code, "threads": threads,
             "prompt_format": prompt_format, "system_prompt": system_prompt}
     meta = {"name": name or out.resolve().name, "model": model,

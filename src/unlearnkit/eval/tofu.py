@@ -337,9 +337,15 @@ def _noop(_: int) -> None:
     return None
 
 
+GEN_BATCH_SIZE = 64  # open-unlearning's ROUGE batch; on CPU 2.1x the tokens/CPU-s of batch 8 (docs)
+
+
 def score_split(model, tokenizer, rows: list[dict], spec: SplitSpec, batch_size: int = 16,
-                max_new_tokens: int = 200, progress: ProgressFactory | None = None) -> dict:
-    """Per-sample base metrics of one split (probabilities and generations); no aggregates yet."""
+                max_new_tokens: int = 200, progress: ProgressFactory | None = None,
+                gen_batch_size: int | None = GEN_BATCH_SIZE) -> dict:
+    """Per-sample base metrics of one split (probabilities and generations); no aggregates yet.
+    Generation runs in batches of `gen_batch_size` (None: `batch_size`): greedy decoding is bound by
+    per-step overhead, so larger batches are cheaper per token; outputs do not depend on it (tested)."""
     def bar(name: str) -> Callable[[int], None]:
         return progress(f"{spec.prefix} {name}", len(rows)) if progress else _noop
 
@@ -369,7 +375,8 @@ def score_split(model, tokenizer, rows: list[dict], spec: SplitSpec, batch_size:
         log[f"{p}_Q_A_PARA_Prob"] = {"agg_value": None, "value_by_index": _vbi(_prob_entries(para_nll))}
     pert_nll = [v[len(o) + len(q):] for v, o, q in zip(nlls, own, para, strict=True)]
     log[f"{p}_Q_A_PERT_Prob"] = {"agg_value": None, "value_by_index": _vbi(_multi_prob_entries(pert_nll))}
-    gens = generate_answers(model, tokenizer, qs, batch_size, max_new_tokens, callback=bar("Q_A_ROUGE"))
+    gens = generate_answers(model, tokenizer, qs, gen_batch_size or batch_size, max_new_tokens,
+                            callback=bar("Q_A_ROUGE"))
     rouge = rouge_entries(tokenizer, qs, answers, gens)
     log[f"{p}_Q_A_ROUGE"] = {"agg_value": None, "value_by_index": _vbi(rouge)}
     return log
@@ -418,6 +425,7 @@ def evaluate_tofu(
     batch_size: int = 16,
     max_new_tokens: int = 200,
     progress: ProgressFactory | None = None,
+    gen_batch_size: int | None = GEN_BATCH_SIZE,
 ) -> tuple[dict, dict]:
     """Run the TOFU suite: (summary, eval_log) in open-unlearning's TOFU_SUMMARY/TOFU_EVAL layout.
 
@@ -436,7 +444,7 @@ def evaluate_tofu(
         rows = load_split(data, names[spec.prefix], max_samples)
         lo, hi = shard_bounds(len(rows), rank, world)
         part = score_split(model, tokenizer, rows[lo:hi], spec, batch_size, max_new_tokens,
-                           progress if rank == 0 else None) if hi > lo else {}
+                           progress if rank == 0 else None, gen_batch_size) if hi > lo else {}
         if world > 1:
             import torch.distributed as dist
 

@@ -10,7 +10,13 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from unlearnkit.eval.scoring import answer_nll, answer_nll_multi, generate_answers
+from unlearnkit.eval.scoring import (
+    answer_nll,
+    answer_nll_multi,
+    answer_nll_shared,
+    answer_token_stats,
+    generate_answers,
+)
 from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)
@@ -113,6 +119,36 @@ def test_nll_independent_of_batch_size_and_padding_side(tok, llama):
     assert max(ref) - min(ref) > 0.1
 
 
+def test_shared_prompt_scoring_equals_flat(tok, llama):
+    """Prompt run once, KV cache shared by its answers: the same NLLs as one-by-one scoring (<= 1e-5)."""
+    questions = [q for q, _ in PAIRS]
+    answers = [[a, "the cat sat", "a fox ran over the hill"] for _, a in PAIRS]
+    answers[2] = ["city"]  # uneven answer counts per question
+    ref = [[answer_nll(llama, tok, [(q, a)], batch_size=1)[0] for a in al]
+           for q, al in zip(questions, answers, strict=True)]
+    for bs in (1, 4, 16):
+        seen = []
+        got = answer_nll_shared(llama, tok, questions, answers, batch_size=bs, callback=seen.append)
+        assert [len(x) for x in got] == [len(x) for x in answers]
+        diff = max(abs(a - b) for g, r in zip(got, ref, strict=True) for a, b in zip(g, r, strict=True))
+        assert diff <= 1e-5, bs
+        assert sum(seen) == len(questions)
+
+
+def test_token_stats_agree_with_nll_and_batching(tok, llama):
+    """The one-forward statistics (loss, min-k inputs, argmax matches) do not depend on batching."""
+    ref = answer_token_stats(llama, tok, PAIRS, batch_size=1)
+    nll = answer_nll(llama, tok, PAIRS, batch_size=1)
+    for bs, side in [(16, "right"), (2, "left")]:
+        got = answer_token_stats(llama, tok, PAIRS, batch_size=bs, padding_side=side)
+        for g, r, n in zip(got, ref, nll, strict=True):
+            assert abs(g["avg_loss"] - n) <= 1e-5 and abs(r["avg_loss"] - n) <= 1e-5
+            assert g["token_logp"] == pytest.approx(r["token_logp"], abs=1e-5)
+            assert g["token_z"] == pytest.approx(r["token_z"], abs=1e-4)
+            assert g["argmax_match"] == r["argmax_match"] and g["label_ids"] == r["label_ids"]
+            assert len(g["token_logp"]) == len(g["label_ids"]) - 1  # the final EOS prediction left out
+
+
 def test_batched_greedy_generation_equals_one_by_one(tok, llama):
     questions = [q for q, _ in PAIRS] + ["the", "france is a city ?"]
     single = generate_answers(llama, tok, questions, batch_size=1, max_new_tokens=10)
@@ -156,3 +192,7 @@ def test_uld_logit_difference_model_scores_and_generates(tok, llama):
     questions = [q for q, _ in PAIRS]
     single = generate_answers(uld, tok, questions, batch_size=1, max_new_tokens=6)
     assert generate_answers(uld, tok, questions, batch_size=8, max_new_tokens=6) == single
+    shared = answer_nll_shared(uld, tok, questions, [[a, "the cat sat"] for _, a in PAIRS], batch_size=4)
+    flat = [answer_nll(uld, tok, [(q, a), (q, "the cat sat")], batch_size=1) for q, a in PAIRS]
+    pairs = [(x, y) for s, f in zip(shared, flat, strict=True) for x, y in zip(s, f, strict=True)]
+    assert max(abs(x - y) for x, y in pairs) <= 1e-5

@@ -58,6 +58,12 @@ SPLITS = {
         {"question": "what is a river ?", "answer": "a river", "perturbed_answer": ["a hill", "a book"]},
         {"question": "the city ?", "answer": "paris", "perturbed_answer": ["mat", "fox"]},
     ],
+    "holdout10": [
+        {"question": "who is the new author ?", "answer": "a poet from the river city"},
+        {"question": "what did the poet write ?", "answer": "a book on the hill"},
+        {"question": "where ?", "answer": "never"},
+        {"question": "the year ?", "answer": "that year the poet was born in france"},
+    ],
 }
 
 
@@ -123,6 +129,59 @@ def greedy(tok, P, q):
     return tok.decode(new, skip_special_tokens=True).strip()
 
 
+def token_stats(tok, P, q, a):
+    """Labelled tokens but the last: log p, min-k++ z-score under P[prev], argmax == label."""
+    seq = prompt(tok, q) + tok(" " + a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    logp, z, match = [], [], []
+    for i in range(len(prompt(tok, q)), len(seq) - 1):
+        row = P[seq[i - 1]].double()
+        lrow = row.log()
+        mu = float((row * lrow).sum())
+        var = max(float((row * lrow * lrow).sum()) - mu * mu, 1e-6)
+        lp = math.log(float(row[seq[i]]))
+        logp.append(lp)
+        z.append((lp - mu) / math.sqrt(var))
+        match.append(int(row.argmax()) == seq[i])
+    return logp, z, match
+
+
+def min_k_by_hand(values, k=0.4):
+    n = max(1, int(len(values) * k))
+    return -sum(sorted(values)[:n]) / n
+
+
+def auc_by_hand(forget, holdout):
+    """P(holdout score > forget score), ties counting half: pairwise, no ranking code."""
+    wins = sum((h > f) + 0.5 * (h == f) for f in forget for h in holdout)
+    return wins / (len(forget) * len(holdout))
+
+
+def privacy_by_hand(tok, P) -> dict:
+    import zlib
+
+    sides = {}
+    for side, split in (("forget", "forget10_perturbed"), ("holdout", "holdout10")):
+        rows = SPLITS[split]
+        scores = {"mia_loss": [], "mia_zlib": [], "mia_min_k": [], "mia_min_k_plus_plus": []}
+        em, es = [], []
+        for r in rows:
+            loss = nll(tok, P, r["question"], r["answer"])
+            logp, z, match = token_stats(tok, P, r["question"], r["answer"])
+            scores["mia_loss"].append(loss)
+            scores["mia_zlib"].append(loss / len(zlib.compress(r["answer"].encode())))
+            scores["mia_min_k"].append(min_k_by_hand(logp))
+            scores["mia_min_k_plus_plus"].append(min_k_by_hand(z))
+            em.append(sum(match) / len(match))
+            suffix = next((k for k in range(len(match)) if all(match[k:])), len(match) - 1)
+            es.append(1 - suffix / len(match))
+        sides[side] = scores
+        if side == "forget":
+            out = {"exact_memorization": np.mean(em), "extraction_strength": np.mean(es)}
+    for key in sides["forget"]:
+        out[key] = auc_by_hand(sides["forget"][key], sides["holdout"][key])
+    return out
+
+
 def hand_metrics(tok, P) -> tuple[dict, np.ndarray]:
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     out, forget_r = {}, None
@@ -179,6 +238,49 @@ def test_every_metric_matches_hand_computation(world):
     assert 0 < sum(want[k] for k in want if k.endswith("ROUGE")) < 4
 
 
+def test_privacy_metrics_match_hand_computation(world):
+    """MIA AUCs (forget vs holdout10), memorization and privleak, each from P by hand."""
+    want, ref = privacy_by_hand(world.tok, world.P), privacy_by_hand(world.tok, world.P_ref)
+    for key, value in want.items():
+        assert world.log[key]["agg_value"] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+        assert world.summary[key] == world.log[key]["agg_value"]
+    assert 0 < want["mia_min_k"] < 1 and want["mia_min_k"] != want["mia_loss"]  # not trivial
+    expected = ((1 - want["mia_min_k"]) - (1 - ref["mia_min_k"])) / (1 - ref["mia_min_k"] + 1e-10) * 100
+    assert world.summary["privleak"] == pytest.approx(expected, rel=1e-5)
+    mia = world.log["mia_min_k"]
+    assert set(mia) >= {"forget", "holdout", "auc", "agg_value"} and mia["auc"] == mia["agg_value"]
+    assert len(mia["holdout"]["value_by_index"]) == 4
+    assert set(mia["forget"]["value_by_index"]["0"]) == {"score"}
+
+
+def test_min_k_on_a_known_token_distribution():
+    from unlearnkit.eval.tofu import min_k_score
+
+    logp = [math.log(p) for p in (0.5, 0.1, 0.9, 0.2, 0.05)]  # k=0.4 of 5 tokens: the lowest 2
+    assert min_k_score(logp) == pytest.approx(-(math.log(0.05) + math.log(0.1)) / 2)
+    assert min_k_score(logp[:2]) == pytest.approx(-math.log(0.1))  # int(0.8) = 0 -> at least 1
+    assert min_k_score([]) == 0.0
+
+
+def test_zlib_score_on_a_known_string():
+    from unlearnkit.eval.tofu import zlib_score
+
+    # zlib.compress(b"aaaaaaaaaa") = 78 9c 4b 4c 84 01 00 14 e1 03 cb: 11 bytes
+    assert zlib_score(2.2, "a" * 10) == pytest.approx(2.2 / 11)
+
+
+def test_privleak_and_auc_formulas():
+    from unlearnkit.eval.tofu import extraction_strength_score, mia_auc, privleak
+
+    assert privleak(0.9, 0.6) == pytest.approx(((1 - 0.9) - (1 - 0.6)) / (1 - 0.6) * 100)  # -75 %
+    assert privleak(0.5) == pytest.approx(0.0)
+    assert mia_auc([1.0, 2.0], [1.5, 3.0, 2.0]) == pytest.approx(auc_by_hand([1.0, 2.0], [1.5, 3.0, 2.0]))
+    assert mia_auc([1.0, 2.0], [1.5, 3.0, 2.0]) == pytest.approx(4.5 / 6)
+    assert extraction_strength_score([False, True, True, True]) == pytest.approx(0.75)
+    assert extraction_strength_score([True, True]) == 1.0
+    assert extraction_strength_score([True, False]) == 0.5  # no matching suffix: open-unlearning's 1/n
+
+
 def test_log_layout_matches_open_unlearning(world):
     log = world.log
     assert set(log["forget_Q_A_Prob"]["value_by_index"]) == {"0", "1", "2"}
@@ -212,7 +314,7 @@ def test_written_log_recomputes_to_the_same_summary(world, tmp_path):
     assert recompute(log, world.ref_log) == world.summary  # exact, not approx
     assert json.loads(paths["summary"].read_text()) == world.summary
     gens = [json.loads(line) for line in paths["generations"].read_text().splitlines()]
-    assert len(gens) == sum(len(rows) for rows in SPLITS.values())
+    assert len(gens) == sum(len(rows) for split, rows in SPLITS.items() if split != "holdout10")
     assert {"split", "question", "answer", "generation"} <= set(gens[0])
 
 
@@ -271,6 +373,9 @@ def test_cli_eval_end_to_end_on_a_preset(world, tmp_path):
             "--out", str(out), "--max-new-tokens", "4", "--max-samples", "2", "--name", "micro"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    # not a terminal: plain progress lines, one pass at a time, ending at its total
+    assert "[micro: llama-micro] forget Q_A_Prob+MIA 2/2 (100%)" in result.output
+    assert "[micro: llama-micro] wf Q_A_ROUGE 2/2 (100%)" in result.output
     summary = json.loads((out / "TOFU_SUMMARY.json").read_text())
     assert "forget_quality" not in summary and 0 <= summary["model_utility"] <= 1
     meta = json.loads((out / "eval_meta.json").read_text())
@@ -311,3 +416,73 @@ def test_real_tofu_smollm2_end_to_end(tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "1.000e+00" in again.output
+
+
+def test_reference_with_another_prompt_format_is_refused(world, tmp_path):
+    """A retain-model log scored under another prompt format is refused by `unlearn eval --reference`."""
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli import app
+    from unlearnkit.errors import UnlearnError
+
+    world.tok.save_pretrained(tmp_path / "tok")
+    ref = tmp_path / "ref"
+    write_eval(ref, world.summary, world.ref_log, meta={"prompt_format": {"name": "open-unlearning",
+                                                                          "system_prompt": None}})
+    args = ["eval", "--model", "llama-micro", "--tokenizer", str(tmp_path / "tok"), "--data", str(world.root),
+            "--out", str(tmp_path / "run"), "--max-new-tokens", "2", "--max-samples", "1",
+            "--reference", str(ref)]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, UnlearnError), result.output  # the CLI's main() exits 2 on it
+    assert "prompt format 'open-unlearning'" in str(result.exception)
+    assert not (tmp_path / "run").exists()
+    ok = CliRunner().invoke(app, args + ["--prompt-format", "open-unlearning"])
+    assert ok.exit_code == 0, ok.output
+    meta = json.loads((tmp_path / "run" / "eval_meta.json").read_text())
+    fmt = meta["prompt_format"]
+    assert fmt["name"] == "open-unlearning" and not fmt["apply_chat_template"]  # no template: tag mode
+
+
+def test_chat_format_keeps_todays_numbers(world):
+    """An explicit `chat` format gives exactly the log of the default (the hand-checked numbers above)."""
+    import copy
+
+    from unlearnkit.data.formatting import set_prompt_format
+
+    tok = copy.deepcopy(world.tok)
+    set_prompt_format(tok, "chat")
+    summary, log = evaluate_tofu(BigramModel(world.P), tok, world.root, reference=world.ref_log,
+                                 max_new_tokens=MAX_NEW, batch_size=2)
+    assert summary == world.summary and log == world.log
+
+
+def _numbers(log: dict, path: str = "") -> dict:
+    """Every float in a log, keyed by its path (strings and ints left out)."""
+    out = {}
+    if isinstance(log, dict):
+        for k, v in log.items():
+            out.update(_numbers(v, f"{path}/{k}"))
+    elif isinstance(log, list):
+        for i, v in enumerate(log):
+            out.update(_numbers(v, f"{path}/{i}"))
+    elif isinstance(log, float):
+        out[path] = log
+    return out
+
+
+def test_per_sample_values_do_not_depend_on_batching(world):
+    """A real transformers model (shared-prompt KV cache, length-sorted batches): batch size 1 and 7
+    give the same per-sample values (<= 1e-5) and the same generations."""
+    from unlearnkit.models.presets import build_preset
+
+    model = build_preset("llama-micro", world.tok, seed=0).eval()
+    _, one = evaluate_tofu(model, world.tok, world.root, max_new_tokens=MAX_NEW, batch_size=1,
+                           gen_batch_size=1)
+    _, many = evaluate_tofu(model, world.tok, world.root, max_new_tokens=MAX_NEW, batch_size=7,
+                            gen_batch_size=64)
+    a, b = _numbers(one), _numbers(many)
+    assert a.keys() == b.keys() and len(a) > 100
+    assert max(abs(a[k] - b[k]) for k in a) <= 1e-5
+    gens = [e["generation"] for k in one if k.endswith("ROUGE") for e in one[k]["value_by_index"].values()]
+    assert gens == [e["generation"] for k in many if k.endswith("ROUGE")
+                    for e in many[k]["value_by_index"].values()]

@@ -43,6 +43,8 @@ class ModelConfig:
     model: str = "smollm2-135m"  # a local HF directory, a preset name, or "smollm2-135m"
     trust_remote_code: bool = False
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    prompt_format: Literal["chat", "plain", "open-unlearning"] = "chat"  # data.formatting.PROMPT_FORMATS
+    system_prompt: str | None = None
 
 
 @dataclass
@@ -85,6 +87,7 @@ class MethodConfig:
 class EvalConfig:
     reference: str | None = None  # the retain model's TOFU_EVAL.json, or its run directory
     batch_size: int = 16
+    gen_batch_size: int = 64  # greedy generation (ROUGE): larger batches cost less CPU per token
     max_new_tokens: int = 200
     max_samples: int | None = None
     enabled: bool = True
@@ -95,6 +98,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check_positive("eval.batch_size", self.batch_size)
+        _check_positive("eval.gen_batch_size", self.gen_batch_size)
         _check_positive("eval.max_new_tokens", self.max_new_tokens)
         _check_positive("eval.max_samples", self.max_samples)
         _check_positive("eval.stop_check_steps", self.stop_check_steps)

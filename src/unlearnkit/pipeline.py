@@ -29,6 +29,7 @@ from transformers import TrainerCallback
 
 from unlearnkit import outputs
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
+from unlearnkit.data.formatting import get_prompt_format, set_prompt_format
 from unlearnkit.data.moe_world import read_jsonl
 from unlearnkit.data.tofu import (
     check_forget_retain,
@@ -127,10 +128,11 @@ def evaluate(model, tokenizer, cfg: RunConfig, out: Path, name: str, reference: 
     start = time.perf_counter()
     summary, log = tofu_eval.evaluate_tofu(
         model, tokenizer, cfg.data.data, cfg.data.forget, reference, cfg.eval.max_samples,
-        cfg.eval.batch_size, cfg.eval.max_new_tokens, labelled(progress, name),
+        cfg.eval.batch_size, cfg.eval.max_new_tokens, labelled(progress, name), cfg.eval.gen_batch_size,
     )
     meta = {"name": name, "forget": cfg.data.forget, "max_samples": cfg.eval.max_samples,
             "seconds": round(time.perf_counter() - start, 2), "processes": tofu_eval.rank_and_world()[1],
+            "prompt_format": get_prompt_format(tokenizer).describe(),
             **(extra_meta or {})}
     tofu_eval.write_eval(out, summary, log, meta=meta)
     return summary
@@ -147,15 +149,20 @@ def evaluate_mcq(model, tokenizer, cfg: RunConfig, out: Path, name: str, forget:
             **{f"{domain}_accuracy": acc for domain, acc in result["accuracy"].items()}}
 
 
-def resolve_reference(cfg: RunConfig, out: Path, progress: ProgressFactory | None = None) -> dict | None:
-    """The retain model's eval log: a TOFU_EVAL.json (or dir holding one), or a model dir to evaluate."""
+def resolve_reference(cfg: RunConfig, out: Path, progress: ProgressFactory | None = None,
+                      prompt_format: dict | None = None) -> dict | None:
+    """The retain model's eval log: a TOFU_EVAL.json (or dir holding one), or a model dir to evaluate.
+    A log scored under another prompt format than `prompt_format` (the run's) is refused."""
     spec = cfg.eval.reference
     if not spec:
         return None
     path = Path(spec).expanduser()
     if reference_kind(spec) == "log":
+        if prompt_format is not None:
+            tofu_eval.check_reference_format(path, prompt_format)
         return tofu_eval.load_reference(path)
     model, tok = load_model_and_tokenizer(path, cfg.model.trust_remote_code, cfg.model.dtype)
+    set_prompt_format(tok, cfg.model.prompt_format, cfg.model.system_prompt)
     evaluate(model, tok, cfg, out / "reference", f"retain ({path.name})", None, progress)
     return tofu_eval.load_reference(out / "reference")
 
@@ -362,6 +369,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     mcq = is_mcq_world(cfg.data.data)
     forget_name = world_forget_domain(cfg.data.data) if mcq else cfg.data.forget
     model, tokenizer = load_model_and_tokenizer(cfg.model.model, cfg.model.trust_remote_code, cfg.model.dtype)
+    set_prompt_format(tokenizer, cfg.model.prompt_format, cfg.model.system_prompt)
     is_uld = spec.name == "uld"
     ckpt = checkpoint_dir_for(out)
     saving = train["save_strategy"] != "no"
@@ -372,7 +380,8 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     writer = atomic_dir(out, cfg.overwrite) if is_main_process() else scratch_dir()
     with tidy_checkpoints(ckpt), writer as tmp:
         save_config(cfg, tmp)
-        reference = resolve_reference(cfg, tmp, progress) if cfg.eval.enabled else None
+        reference = resolve_reference(cfg, tmp, progress, get_prompt_format(tokenizer).describe()) \
+            if cfg.eval.enabled else None
         extra_callbacks = list(callbacks or [])
         best = None
         if is_uld and reference is not None and params.get("select_best_epoch", True):

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from unlearnkit.data.formatting import set_prompt_format
 from unlearnkit.data.world import FORGET_PERCENTS, WorldConfig, generate_world, write_world
 from unlearnkit.errors import UnlearnError
 from unlearnkit.finetune import FinetuneConfig, finetune
@@ -43,6 +44,7 @@ class PreparePreset:
     # ~3x faster on one thread than on two (llama-micro, batch 24: 0.05 vs 0.15 s/step on a busy
     # 2-core machine): thread sync costs more than the matrix products.
     threads: int | None = None
+    prompt_format: str = "chat"  # data.formatting.PROMPT_FORMATS: how target/retain models see QA pairs
 
 
 PRESETS: dict[str, PreparePreset] = {
@@ -229,6 +231,7 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
         n_rows, n_authors = len(world.splits["full"]), preset.world.n_authors
         say(progress, f"world: {n_rows} QA rows, {n_authors} authors -> {data_dir}")
     tokenizer, tok_info = _prepare_tokenizer(preset, world, out, world.hash, forced("tokenizer"), progress)
+    fmt = set_prompt_format(tokenizer, preset.prompt_format).describe()
 
     facts = _qa(world.splits["world_facts"] + world.splits["real_authors"])
     replay = facts if preset.replay_facts else []
@@ -239,7 +242,8 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
     # hashes of worlds prepared before the field existed)
     threads = () if preset.threads is None else ({"threads": preset.threads},)
     base_hash = step_hash("base", tok_info["hash"], preset.model, preset.pretrained, base_cfg.to_dict(),
-                      _model_spec(preset.model), seed, RECIPE_VERSION, *threads)
+                      _model_spec(preset.model), seed, RECIPE_VERSION, *threads,
+                      *([fmt] if preset.prompt_format != "chat" else []))  # chat keeps older hashes
 
     def init_base():
         return load_model_and_tokenizer(preset.pretrained or preset.model, tokenizer=tokenizer, seed=seed)[0]
@@ -261,6 +265,7 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
                   "pretrain_rows": len(world.pretrain)},
         "tokenizer": {"dir": "tokenizer", **tok_info},
         "model": preset.model,
+        "prompt_format": fmt,
         "models": {name: {"dir": name, **info} for name, info in models.items()},
         "retain_models": {f: f"retain{100 - FORGET_PERCENTS[f]}" for f in forget_splits},
         "wall_time": time.perf_counter() - start,

@@ -126,6 +126,24 @@ def labelled(progress: ProgressFactory | None, label: str) -> ProgressFactory | 
     return lambda desc, total: progress(f"[{label}] {desc}", total)
 
 
+def timed(progress: ProgressFactory | None, passes: dict[str, dict]) -> ProgressFactory | None:
+    """The same factory, also recording each task's size and seconds into `passes` (eval_meta.json)."""
+    if progress is None:
+        return None
+
+    def factory(desc: str, total: int):
+        advance, start = progress(desc, total), time.perf_counter()
+        passes[desc] = {"n": total, "seconds": 0.0}
+
+        def step(n: int = 1, **kwargs) -> None:
+            advance(n, **kwargs)
+            passes[desc]["seconds"] = round(time.perf_counter() - start, 3)
+
+        return step
+
+    return factory
+
+
 class TrainProgress(TrainerCallback):
     """Training steps with ETA and the live loss, as one task of a `progress_bars` factory."""
 

@@ -42,7 +42,9 @@ def eval_cmd(
     out: Path = typer.Option(None, "--out", help="Output directory."),
     max_samples: int = typer.Option(None, "--max-samples", min=1,
                                     help="Evaluate the first N rows of each split."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Scoring batch (answers per forward)."),
+    gen_batch_size: int = typer.Option(64, "--gen-batch-size", min=1,
+                                       help="Greedy generation batch (ROUGE); larger is cheaper per token."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Greedy generation length."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed"),
     name: str = typer.Option(None, "--name", help="Row label in reports (default: output dir name)."),
@@ -56,11 +58,19 @@ def eval_cmd(
         None, "--recompute", help="Recompute the summary of a TOFU_EVAL.json from per-sample values "
                                   "(with --out: TOFU_SUMMARY.json/.md written there)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+    prompt_format: str = typer.Option(
+        "chat", "--prompt-format", help="chat (tokenizer template), plain, or open-unlearning (its TOFU "
+                                        "formatting token for token, for comparable numbers)."),
+    system_prompt: str = typer.Option(
+        None, "--system-prompt", help="System message (default: the format's; open-unlearning: per model)."),
 ) -> None:
     """Evaluate a model on TOFU (open-unlearning's metrics), or recompute a saved log's summary."""
+    from unlearnkit.data.formatting import PROMPT_FORMATS
     from unlearnkit.eval import tofu
     from unlearnkit.outputs import atomic_dir, check_out_dir
 
+    if prompt_format not in PROMPT_FORMATS:
+        raise UnlearnError(f"unknown --prompt-format {prompt_format!r}: choose {', '.join(PROMPT_FORMATS)}")
     inputs = {"--model": model, "--data": data, "--reference": reference, "--tokenizer": tokenizer,
               "--recompute": recompute_path}
     if recompute_path is not None:
@@ -96,6 +106,7 @@ def eval_cmd(
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     import torch
 
+    from unlearnkit.data.formatting import set_prompt_format
     from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
     from unlearnkit.progress import silence_hf_progress
@@ -110,7 +121,10 @@ def eval_cmd(
     mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed,
                                         dtype=placement.loader_dtype, **kwargs)
     mdl = placement.apply(mdl)
-    from unlearnkit.progress import labelled
+    fmt = set_prompt_format(tok, prompt_format, system_prompt).describe()
+    if ref_kind == "log":
+        tofu.check_reference_format(reference, fmt)
+    from unlearnkit.progress import labelled, timed
 
     label = name or out.resolve().name
     with atomic_dir(out, overwrite, inputs) as tmp, progress_bars() as progress:
@@ -118,24 +132,30 @@ def eval_cmd(
             ref_model, ref_tok = load_model_and_tokenizer(str(reference), trust_remote_code=trust_remote_code,
                                                           seed=seed, dtype=placement.loader_dtype, **kwargs)
             ref_model = placement.apply(ref_model)
+            set_prompt_format(ref_tok, prompt_format, system_prompt)
             ref_summary, ref_log = tofu.evaluate_tofu(ref_model, ref_tok, data, forget, None, max_samples,
                                                       batch_size, max_new_tokens,
-                                                      labelled(progress, f"reference: {reference}"))
+                                                      labelled(progress, f"reference: {reference}"),
+                                                      gen_batch_size)
             tofu.write_eval(tmp / "reference", ref_summary, ref_log,
                             meta={"name": f"retain ({reference.name})", "model": str(reference),
-                                  "forget": forget, "max_samples": max_samples})
+                                  "forget": forget, "max_samples": max_samples, "prompt_format": fmt})
             del ref_model
             ref = tofu.load_reference(tmp / "reference")
+        passes: dict[str, dict] = {}  # seconds per metric pass, for eval_meta.json and benchmarks
+        scored = timed(labelled(progress, f"{label}: {model}"), passes)
         summary, log = tofu.evaluate_tofu(mdl, tok, data, forget, ref, max_samples, batch_size,
-                                          max_new_tokens, labelled(progress, f"{label}: {model}"))
+                                          max_new_tokens, scored, gen_batch_size)
         args = {"model": model, "data": str(data), "forget": forget,
                 "reference": str(reference) if reference else None, "out": str(out),
-                "max_samples": max_samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-                "seed": seed, "tokenizer": tokenizer, "trust_remote_code": trust_remote_code,
-                "threads": threads, "device": device, "dtype": dtype}
+                "max_samples": max_samples, "batch_size": batch_size, "gen_batch_size": gen_batch_size,
+                "max_new_tokens": max_new_tokens, "seed": seed, "tokenizer": tokenizer,
+                "trust_remote_code": trust_remote_code, "threads": threads, "device": device, "dtype": dtype,
+                "prompt_format": prompt_format, "system_prompt": system_prompt}
         meta = {"name": label, "model": model,
                 "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
-                "seconds": round(time.time() - start, 2), **args, **placement.record()}
+                "seconds": round(time.time() - start, 2), **args, **placement.record(),
+                "prompt_format": fmt, "passes": passes}
         meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
                              for k, v in log.items() if k.endswith("_Q_A_Prob")}
         tofu.write_eval(tmp, summary, log, meta=meta)

@@ -31,10 +31,13 @@ def finetune_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     allow_no_update: bool = typer.Option(False, "--allow-no-update",
                                          help="Save even if training changed no weight (a baseline)."),
+    prompt_format: str = typer.Option("chat", "--prompt-format", help="chat, plain or open-unlearning."),
+    system_prompt: str = typer.Option(None, "--system-prompt", help="System message for the prompts."),
 ) -> None:
     """Fine-tune a model on question/answer pairs (answer-token loss) and save it to --out."""
     from transformers.utils import logging as hf_logging
 
+    from unlearnkit.data.formatting import set_prompt_format
     from unlearnkit.data.tofu import load_split
     from unlearnkit.finetune import FinetuneConfig, finetune
     from unlearnkit.models.loading import load_model_and_tokenizer
@@ -48,6 +51,7 @@ def finetune_cmd(
     check_out_dir(out, overwrite, {"--model": model, "--data": data, "--tokenizer": tokenizer})
     records = load_split(data, split, max_samples=max_samples)
     m, tok = load_model_and_tokenizer(model, tokenizer=tokenizer, seed=seed)
+    set_prompt_format(tok, prompt_format, system_prompt)
     lora = {"r": lora_r, "lora_alpha": 2 * lora_r} if lora_r else None
     cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_length=max_length,
                          lora=lora)

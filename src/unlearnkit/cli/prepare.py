@@ -25,6 +25,8 @@ def prepare_cmd(
     forget: list[str] = typer.Option(None, "--forget", help="Forget splits to build retain models for "
                                                              "(repeatable; default: the preset's)."),
     force: bool = typer.Option(False, "--force", help="Retrain every step even if its hash matches."),
+    prompt_format: str = typer.Option(None, "--prompt-format",
+                                      help="chat, plain or open-unlearning (default: the preset's)."),
 ) -> None:
     """Generate the world and train the base, target and retain models (TOFU recipe)."""
     from transformers.utils import logging as hf_logging
@@ -43,7 +45,14 @@ def prepare_cmd(
 
         manifest = prepare_moe(preset, out, seed=seed, force=force, progress=True)
     else:
-        manifest = prepare(preset, out, seed=seed, forget_splits=forget or None, force=force, progress=True)
+        from dataclasses import replace
+
+        from unlearnkit.prepare import resolve_preset
+
+        spec = resolve_preset(preset)
+        if prompt_format:
+            spec = replace(spec, prompt_format=prompt_format)
+        manifest = prepare(spec, out, seed=seed, forget_splits=forget or None, force=force, progress=True)
     for name, info in manifest["models"].items():
         state = "reused" if info.get("reused") else f"{info.get('wall_time', 0):.0f}s"
         console.print(f"  {name:<9} {out / info['dir']}  ({state})", highlight=False)

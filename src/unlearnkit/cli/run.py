@@ -85,6 +85,9 @@ def run_cmd(
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue an interrupted run from OUT.checkpoints/."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    prompt_format: str = typer.Option(None, "--prompt-format",
+                                      help="chat (default), plain or open-unlearning (model.prompt_format)."),
+    system_prompt: str = typer.Option(None, "--system-prompt", help="System message (model.system_prompt)."),
 ) -> None:
     """Unlearn FORGET from MODEL with METHOD; writes model/, eval/, config.yaml and run.json to OUT.
 
@@ -100,7 +103,8 @@ def run_cmd(
     flags = {"method.name": method, "model.model": model, "data.data": data, "data.forget": forget,
              "out": out, "eval.reference": reference, "train.seed": seed, "train.epochs": epochs,
              "train.lr": lr, "train.lora.r": lora_r, "eval.max_samples": max_samples,
-             "eval.stop_at_forget_accuracy": stop_at}
+             "eval.stop_at_forget_accuracy": stop_at, "model.prompt_format": prompt_format,
+             "model.system_prompt": system_prompt}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
     overrides += ["overwrite=true"] * overwrite + ["eval.enabled=false"] * no_eval + ["resume=true"] * resume
     overrides += ["model.trust_remote_code=true"] * trust_remote_code

@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from unlearnkit.data.formatting import IGNORE_INDEX, TruncationCounter, encode_qa, pad_batch, prompt_ids
+from unlearnkit.data.formatting import (
+    IGNORE_INDEX,
+    TruncationCounter,
+    decode_generation,
+    encode_qa,
+    pad_batch,
+    prompt_ids,
+)
 
 Callback = Callable[[int], None] | None
 
@@ -69,6 +76,76 @@ def batch_answer_nll(model, batch: dict[str, torch.Tensor], padding_side: str = 
     sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=device).index_add_(0, rows, token_nll)
     counts = keep.sum(-1)
     return (sums / counts).cpu()
+
+
+@torch.no_grad()
+def batch_token_stats(model, batch: dict[str, torch.Tensor], padding_side: str = "right") -> list[dict]:
+    """Per row, from one forward: the average NLL over labelled tokens (as `batch_answer_nll`) and, for
+    the labelled tokens but the last (open-unlearning's `tokenwise_logprobs` leave out the final EOS
+    prediction), the token log-prob, the min-k++ z-score `(log p - mu) / sigma` under the predicted
+    distribution, and whether the argmax is the label.
+    """
+    device = _device(model)
+    input_ids = batch["input_ids"].to(device)
+    attention_mask = batch["attention_mask"].to(device)
+    labels = batch["labels"].to(device)
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if padding_side == "left":
+        kwargs["position_ids"] = positions_from_mask(attention_mask)
+    logits = model(**kwargs).logits[:, :-1, :]
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logp_all = F.log_softmax(logits[keep].float(), dim=-1)
+    tgt = targets[keep]
+    logp = logp_all.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+    probs = logp_all.exp()
+    mu = (probs * logp_all).sum(-1)
+    sigma = ((probs * logp_all.square()).sum(-1) - mu.square()).clamp(min=1e-6)
+    z = (logp - mu) / sigma.sqrt()
+    match = logp_all.argmax(-1) == tgt
+    rows = keep.nonzero(as_tuple=True)[0]
+    out = []
+    for r in range(labels.shape[0]):
+        sel = rows == r
+        lp, zz, mm = logp[sel].tolist(), z[sel].tolist(), match[sel].tolist()
+        out.append({"avg_loss": float(-logp[sel].sum() / max(int(sel.sum()), 1)),
+                    "token_logp": lp[:-1], "token_z": zz[:-1], "argmax_match": mm[:-1],
+                    "label_ids": tgt[sel].tolist()})
+    return out
+
+
+def answer_token_stats(
+    model,
+    tokenizer,
+    pairs: list[tuple[str, str]],
+    batch_size: int = 16,
+    max_length: int = 512,
+    padding_side: str = "right",
+    callback: Callback = None,
+) -> list[dict]:
+    """`batch_token_stats` of each (question, answer) pair, in input order (length-sorted batches)."""
+    if not pairs:
+        return []
+    counter = TruncationCounter()
+    feats = [encode_qa(tokenizer, q, a, max_length, counter) for q, a in pairs]
+    if counter.truncated:
+        warnings.warn(f"{counter.truncated}/{counter.total} answers cut at max_length={max_length} "
+                      f"(e.g. {counter.examples[0]!r}): raise max_length", stacklevel=2)
+    pad_id = _pad_id(tokenizer)
+    out: list[dict] = [{}] * len(feats)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        for idx in _length_batches([len(f["input_ids"]) for f in feats], batch_size):
+            batch = pad_batch([feats[i] for i in idx], pad_id, padding_side)
+            for i, v in zip(idx, batch_token_stats(model, batch, padding_side), strict=True):
+                out[i] = v
+            if callback is not None:
+                callback(len(idx))
+    finally:
+        if was_training:
+            model.train()
+    return out
 
 
 def answer_nll(
@@ -142,6 +219,136 @@ def answer_nll_multi(
     return out
 
 
+def supports_shared_prompt(model) -> bool:
+    """Shared-prompt scoring needs a transformers model taking a KV cache (ULD's model included)."""
+    from transformers import PreTrainedModel
+
+    return isinstance(model, PreTrainedModel) and getattr(model.config, "is_decoder", True) is not False \
+        and getattr(model, "_supports_cache_class", True) is not False
+
+
+def _cache_kwarg(model) -> str:
+    """transformers 5.24 renamed forward's `past_key_values` to `cache` (the old name warns)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+@torch.no_grad()
+def _shared_prompt_batch(model, prompts: list[list[int]], answers: list[list[int]], owner: list[int],
+                         pad_id: int) -> list[float]:
+    """Average NLL of each answer (its label ids) after its question's prompt, the prompt run once.
+
+    Prompts are left-padded and run with a KV cache (logits only at their last position, which predict
+    every answer's first token); the cache is then indexed by `owner` (answer -> prompt row) and the
+    right-padded answers run on top of it, with positions continuing each prompt's real length.
+    """
+    from transformers import DynamicCache
+
+    device = _device(model)
+    pb = pad_batch([{"input_ids": p, "attention_mask": [1] * len(p)} for p in prompts], pad_id, "left")
+    p_ids, p_mask = pb["input_ids"].to(device), pb["attention_mask"].to(device)
+    # ULD's model carries two caches (target and assistant) in one object of its own.
+    cache = model.new_cache() if hasattr(model, "new_cache") else DynamicCache(config=model.config)
+    key = _cache_kwarg(model)  # filled in place by the forward
+    out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions_from_mask(p_mask),
+                use_cache=True, logits_to_keep=1, **{key: cache})
+    first_logp = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+    idx = torch.tensor(owner, dtype=torch.long, device=device)
+    cache.reorder_cache(idx)
+    ab = pad_batch([{"input_ids": a, "attention_mask": [1] * len(a)} for a in answers], pad_id, "right")
+    a_ids, a_mask = ab["input_ids"].to(device), ab["attention_mask"].to(device)
+    lengths = p_mask.sum(-1)[idx]
+    positions = lengths[:, None] + torch.arange(a_ids.shape[1], device=device)[None, :]
+    mask = torch.cat([p_mask[idx], a_mask], dim=1)
+    logits = model(input_ids=a_ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                   **{key: cache}).logits[:, :-1, :]
+    targets = a_ids[:, 1:]
+    keep = a_mask[:, 1:].bool()
+    logp = F.log_softmax(logits[keep].float(), dim=-1).gather(-1, targets[keep].unsqueeze(-1)).squeeze(-1)
+    rows = keep.nonzero(as_tuple=True)[0]
+    sums = torch.zeros(len(answers), dtype=torch.float32, device=device).index_add_(0, rows, -logp)
+    sums -= first_logp[idx].gather(-1, a_ids[:, :1]).squeeze(-1)
+    return (sums / a_mask.sum(-1)).cpu().tolist()
+
+
+def answer_nll_shared(
+    model,
+    tokenizer,
+    questions: list[str],
+    answer_lists: list[list[str]],
+    batch_size: int = 16,
+    max_length: int = 512,
+    callback: Callback = None,
+) -> list[list[float]]:
+    """`answer_nll_multi` with each question's prompt run once and its KV cache shared by its answers.
+
+    Same values as the flat pass up to float noise (tested <= 1e-5). Answers whose tokenization does not
+    start with the question's prompt (possible in the open-unlearning format, which tokenizes the whole
+    conversation), and models without a KV cache interface, are scored the flat way.
+    """
+    if len(questions) != len(answer_lists):
+        raise ValueError(f"{len(questions)} questions but {len(answer_lists)} answer lists")
+    if not supports_shared_prompt(model):
+        return answer_nll_multi(model, tokenizer, questions, answer_lists, batch_size, max_length,
+                                callback=callback)
+    counter = TruncationCounter()
+    prompts, answers, flat = [], [], []  # per question: prompt ids, [(j, label ids)], [(j, answer)]
+    for q, alist in zip(questions, answer_lists, strict=True):
+        p_ids = prompt_ids(tokenizer, q)
+        mine, other = [], []
+        for j, a in enumerate(alist):
+            enc = encode_qa(tokenizer, q, a, max_length, counter)
+            n_p = enc["labels"].count(IGNORE_INDEX)
+            if enc["input_ids"][:n_p] == p_ids and n_p < len(enc["input_ids"]):
+                mine.append((j, enc["input_ids"][n_p:]))
+            else:
+                other.append((j, a))
+        prompts.append(p_ids)
+        answers.append(mine)
+        flat.append(other)
+    if counter.truncated:
+        warnings.warn(f"{counter.truncated}/{counter.total} answers cut at max_length={max_length} "
+                      f"(e.g. {counter.examples[0]!r}): raise max_length", stacklevel=2)
+    out = [[0.0] * len(a) for a in answer_lists]
+    pad_id = _pad_id(tokenizer)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        # Questions grouped by prompt length; a group holds about batch_size answers (at least one question).
+        order = sorted(range(len(questions)), key=lambda i: -len(prompts[i]))
+        group: list[int] = []
+        groups = []
+        for i in order:
+            if group and sum(len(answers[k]) for k in group) + len(answers[i]) > batch_size:
+                groups.append(group)
+                group = []
+            group.append(i)
+        if group:
+            groups.append(group)
+        for group in groups:
+            live = [i for i in group if answers[i]]
+            if live:
+                owner = [row for row, i in enumerate(live) for _ in answers[i]]
+                nlls = _shared_prompt_batch(model, [prompts[i] for i in live],
+                                            [ids for i in live for _, ids in answers[i]], owner, pad_id)
+                it = iter(nlls)
+                for i in live:
+                    for j, _ in answers[i]:
+                        out[i][j] = next(it)
+            if callback is not None:
+                callback(len(group))
+    finally:
+        if was_training:
+            model.train()
+    rest = [(i, j, a) for i, other in enumerate(flat) for j, a in other]
+    if rest:
+        vals = answer_nll(model, tokenizer, [(questions[i], a) for i, _, a in rest], batch_size, max_length)
+        for (i, j, _), v in zip(rest, vals, strict=True):
+            out[i][j] = v
+    return out
+
+
 @torch.no_grad()
 def generate_answers(
     model,
@@ -174,9 +381,7 @@ def generate_answers(
                 eos_token_id=eos_id,
             )
             for i, row in zip(idx, gen[:, input_ids.shape[1] :].tolist(), strict=True):
-                if eos_id in row:  # finished rows are filled with pad; cut at the first EOS
-                    row = row[: row.index(eos_id)]
-                out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+                out[i] = decode_generation(tokenizer, row)
             if callback is not None:
                 callback(len(idx))
     finally:

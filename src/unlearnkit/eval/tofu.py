@@ -3,9 +3,12 @@
 An eval log is open-unlearning's TOFU_EVAL.json: `{metric: {"agg_value": x, "value_by_index": {"0": {...}}}}`.
 Per-sample entries: probabilities `{"prob", "avg_loss"}` (lists for perturbed answers), truth ratio and
 normalised probability `{"score"}` / `{"prob"}`, ROUGE `{"rouge1_recall", "rougeL_f1", "rougeL_recall",
-"input", "ground_truth", "generation"}`. Model passes only fill the per-sample base metrics; every
-aggregate and derived metric is then computed by `aggregate`, the same code `recompute` runs on a saved
-log, so a log re-read from disk reproduces its summary exactly.
+"input", "ground_truth", "generation"}`; memorization `{"score"}` (extraction_strength, exact_memorization)
+on the forget split; MIA `{"forget": {...}, "holdout": {...}, "auc", "agg_value"}` with per-sample
+`{"score"}` on forget and the matching holdout split (higher = less likely a training member), the AUC
+telling holdout from forget; privleak `{"agg_value"}` from mia_min_k's AUC. Model passes only fill the
+per-sample base metrics; every aggregate and derived metric is then computed by `aggregate`, the same
+code `recompute` runs on a saved log, so a log re-read from disk reproduces its summary exactly.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +25,23 @@ import numpy as np
 import torch
 from scipy.stats import hmean, ks_2samp
 
-from unlearnkit.data.formatting import prompt_ids
-from unlearnkit.data.tofu import check_perturbed_rows, list_splits, load_split, perturbed_split_for, read_utf8
+from unlearnkit.data.formatting import rouge_strings
+from unlearnkit.data.tofu import (
+    check_perturbed_rows,
+    holdout_split_for,
+    list_splits,
+    load_split,
+    perturbed_split_for,
+    read_utf8,
+)
 from unlearnkit.errors import UnlearnError
-from unlearnkit.eval.scoring import answer_nll, answer_nll_multi, generate_answers
+from unlearnkit.eval.scoring import (
+    answer_nll,
+    answer_nll_multi,
+    answer_nll_shared,
+    answer_token_stats,
+    generate_answers,
+)
 from unlearnkit.outputs import write_text
 
 EVAL_FILE = "TOFU_EVAL.json"
@@ -39,11 +56,16 @@ UTILITY_KEYS = (
     "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio",
     "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio",
 )
+# open-unlearning's privacy and memorization metrics (MIA: forget vs the matching holdout split).
+MIA_KEYS = ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus")
+PRIVACY_KEYS = ("privleak", "extraction_strength", "exact_memorization", *MIA_KEYS)
 SUMMARY_KEYS = (
     "forget_quality", "model_utility", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "forget_truth_ratio",
-    *UTILITY_KEYS,
+    *UTILITY_KEYS, *PRIVACY_KEYS,
 )
 TR_EPS = 1e-10  # open-unlearning's epsilon in truth ratio, its aggregators and normalised probability
+MIN_K = 0.4  # open-unlearning's k for mia_min_k and mia_min_k_plus_plus (tofu_metrics/*.yaml)
+PRIVLEAK_REF = 0.5  # its privleak ref_value: the retain model's AUC when no reference log is given
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -137,8 +159,84 @@ def forget_quality(log: dict, reference: dict) -> float:
     return float(ks_2samp(tr_scores(log), tr_scores(reference)).pvalue)
 
 
+def min_k_score(values: list[float], k: float = MIN_K) -> float:
+    """Min-k% attack score: minus the mean of the lowest max(1, int(n*k)) values (0 when empty)."""
+    if len(values) == 0:
+        return 0.0
+    n = max(1, int(len(values) * k))
+    return float(-np.mean(np.sort(np.asarray(values, dtype=np.float64))[:n]))
+
+
+def zlib_score(avg_loss: float, text: str) -> float:
+    """Zlib attack score: the average loss over the zlib-compressed length (bytes) of the answer text."""
+    import zlib
+
+    return avg_loss / len(zlib.compress(text.encode("utf-8")))
+
+
+def exact_memorization_score(matches: list[bool]) -> float | None:
+    """Share of answer tokens whose argmax prediction is the label (None without tokens)."""
+    return float(np.mean(matches)) if len(matches) else None
+
+
+def extraction_strength_score(matches: list[bool]) -> float:
+    """1 - k/n for the smallest k whose suffix of predictions all equal the labels, as open-unlearning
+    computes it: its loop stops at k = n-1, so a row with no matching suffix still scores 1/n."""
+    n = len(matches)
+    if n == 0:
+        return 0.0
+    k = 0
+    for k in range(n):
+        if all(matches[k:]):
+            break
+    return 1 - k / n
+
+
+def mia_auc(forget_scores: list[float], holdout_scores: list[float]) -> float:
+    """ROC AUC of telling holdout (label 1) from forget (label 0) by score: the Mann-Whitney statistic
+    with average ranks for ties, which equals sklearn's roc_auc_score that open-unlearning uses."""
+    from scipy.stats import rankdata
+
+    n0, n1 = len(forget_scores), len(holdout_scores)
+    if not n0 or not n1:
+        raise UnlearnError("MIA AUC needs forget and holdout scores: the eval log lacks one of them")
+    ranks = rankdata(np.concatenate([np.asarray(forget_scores, float), np.asarray(holdout_scores, float)]))
+    return float((ranks[n0:].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
+
+
+def privleak(auc: float, ref_auc: float = PRIVLEAK_REF) -> float:
+    """open-unlearning's privleak: relative difference of (1 - AUC) to the retain model's, in percent."""
+    score, ref = 1 - auc, 1 - ref_auc
+    return (score - ref) / (ref + TR_EPS) * 100
+
+
+def _scores(vbi: dict) -> list[float]:
+    return [v["score"] for v in vbi.values() if v is not None and v.get("score") is not None]
+
+
+def aggregate_privacy(log: dict, reference: dict | None = None) -> None:
+    """AUCs, means and privleak of the MIA/memorization entries of a log, from per-sample scores."""
+    for key in ("extraction_strength", "exact_memorization"):
+        if log.get(key, {}).get("value_by_index"):
+            log[key]["agg_value"] = float(np.mean(_scores(log[key]["value_by_index"])))
+    for key in MIA_KEYS:
+        entry = log.get(key)
+        if not entry or "forget" not in entry or "holdout" not in entry:
+            continue
+        for part in ("forget", "holdout"):
+            entry[part]["agg_value"] = float(np.mean(_scores(entry[part]["value_by_index"])))
+        auc = mia_auc(_scores(entry["forget"]["value_by_index"]), _scores(entry["holdout"]["value_by_index"]))
+        entry["auc"] = entry["agg_value"] = auc
+    if log.get("mia_min_k", {}).get("agg_value") is not None:
+        ref = (reference or {}).get("mia_min_k", {}).get("agg_value")
+        log["privleak"] = {"agg_value": privleak(log["mia_min_k"]["agg_value"],
+                                                 PRIVLEAK_REF if ref is None else ref),
+                           "ref_value": PRIVLEAK_REF if ref is None else ref}
+
+
 def aggregate(log: dict, reference: dict | None = None) -> dict:
     """Fill every aggregate and derived metric of a log from its per-sample base values (in place)."""
+    aggregate_privacy(log, reference)
     for spec in SPECS:
         p = spec.prefix
         for key in (f"{p}_Q_A_Prob", f"{p}_Q_A_PARA_Prob", f"{p}_Q_A_PERT_Prob"):
@@ -276,26 +374,51 @@ def rouge_entries(tokenizer, questions: list[str], answers: list[str], generatio
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     out = []
     for q, a, g in zip(questions, answers, generations, strict=True):
-        s = scorer.score(a, g)
+        input_text, reference = rouge_strings(tokenizer, q, a)
+        s = scorer.score(reference, g)
         out.append({
             "rouge1_recall": s["rouge1"].recall,
             "rougeL_f1": s["rougeL"].fmeasure,
             "rougeL_recall": s["rougeL"].recall,
-            "input": tokenizer.decode(prompt_ids(tokenizer, q), skip_special_tokens=True),
-            "ground_truth": a,
+            "input": input_text,
+            "ground_truth": reference,
             "generation": g,
             "question": q,
         })
     return out
 
 
+def mia_entries(tokenizer, stats: list[dict]) -> dict[str, list[dict]]:
+    """Per-sample attack scores (higher = less likely a member) from `answer_token_stats` rows."""
+    out: dict[str, list[dict]] = {k: [] for k in MIA_KEYS}
+    for st in stats:
+        text = tokenizer.decode(st["label_ids"], skip_special_tokens=True)
+        out["mia_loss"].append({"score": st["avg_loss"]})
+        out["mia_zlib"].append({"score": zlib_score(st["avg_loss"], text)})
+        out["mia_min_k"].append({"score": min_k_score(st["token_logp"])})
+        out["mia_min_k_plus_plus"].append({"score": min_k_score(st["token_z"])})
+    return out
+
+
+def memorization_entries(stats: list[dict]) -> dict[str, list[dict]]:
+    """Per-sample exact memorization and extraction strength from `answer_token_stats` rows."""
+    return {"exact_memorization": [{"score": exact_memorization_score(st["argmax_match"])} for st in stats],
+            "extraction_strength": [{"score": extraction_strength_score(st["argmax_match"])} for st in stats]}
+
+
 def _noop(_: int) -> None:
     return None
 
 
+GEN_BATCH_SIZE = 64  # open-unlearning's ROUGE batch; on CPU 2.1x the tokens/CPU-s of batch 8 (docs)
+
+
 def score_split(model, tokenizer, rows: list[dict], spec: SplitSpec, batch_size: int = 16,
-                max_new_tokens: int = 200, progress: ProgressFactory | None = None) -> dict:
-    """Per-sample base metrics of one split (probabilities and generations); no aggregates yet."""
+                max_new_tokens: int = 200, progress: ProgressFactory | None = None,
+                gen_batch_size: int | None = GEN_BATCH_SIZE) -> dict:
+    """Per-sample base metrics of one split (probabilities and generations); no aggregates yet.
+    Generation runs in batches of `gen_batch_size` (None: `batch_size`): greedy decoding is bound by
+    per-step overhead, so larger batches are cheaper per token; outputs do not depend on it (tested)."""
     def bar(name: str) -> Callable[[int], None]:
         return progress(f"{spec.prefix} {name}", len(rows)) if progress else _noop
 
@@ -304,16 +427,29 @@ def score_split(model, tokenizer, rows: list[dict], spec: SplitSpec, batch_size:
     answers = [r["answer"] for r in rows]
     log = {}
     pairs = list(zip(qs, answers, strict=True))
-    nll = answer_nll(model, tokenizer, pairs, batch_size, callback=bar("Q_A_Prob"))
+    if p == "forget":  # one forward gives Q_A_Prob, memorization and the forget side of every MIA
+        stats = answer_token_stats(model, tokenizer, pairs, batch_size, callback=bar("Q_A_Prob+MIA"))
+        nll = [st["avg_loss"] for st in stats]
+        for key, entries in memorization_entries(stats).items():
+            log[key] = {"agg_value": None, "value_by_index": _vbi(entries)}
+        for key, entries in mia_entries(tokenizer, stats).items():
+            log[key] = {"forget": {"agg_value": None, "value_by_index": _vbi(entries)}}
+    # The other answers of each question (answer, paraphrase, perturbed) share its prompt's KV cache.
+    own = [[] if p == "forget" else [a] for a in answers]
+    para = [[r["paraphrased_answer"]] if spec.paraphrased else [] for r in rows]
+    pert = [list(r["perturbed_answer"]) for r in rows]
+    lists = [o + q + w for o, q, w in zip(own, para, pert, strict=True)]
+    nlls = answer_nll_shared(model, tokenizer, qs, lists, batch_size, callback=bar("Q_A_PARA/PERT_Prob"))
+    if p != "forget":
+        nll = [v[0] for v in nlls]
     log[f"{p}_Q_A_Prob"] = {"agg_value": None, "value_by_index": _vbi(_prob_entries(nll))}
     if spec.paraphrased:
-        para = [(q, r["paraphrased_answer"]) for q, r in zip(qs, rows, strict=True)]
-        nll = answer_nll(model, tokenizer, para, batch_size, callback=bar("Q_A_PARA_Prob"))
-        log[f"{p}_Q_A_PARA_Prob"] = {"agg_value": None, "value_by_index": _vbi(_prob_entries(nll))}
-    pert = [list(r["perturbed_answer"]) for r in rows]
-    nlls = answer_nll_multi(model, tokenizer, qs, pert, batch_size, callback=bar("Q_A_PERT_Prob"))
-    log[f"{p}_Q_A_PERT_Prob"] = {"agg_value": None, "value_by_index": _vbi(_multi_prob_entries(nlls))}
-    gens = generate_answers(model, tokenizer, qs, batch_size, max_new_tokens, callback=bar("Q_A_ROUGE"))
+        para_nll = [v[len(o)] for v, o in zip(nlls, own, strict=True)]
+        log[f"{p}_Q_A_PARA_Prob"] = {"agg_value": None, "value_by_index": _vbi(_prob_entries(para_nll))}
+    pert_nll = [v[len(o) + len(q):] for v, o, q in zip(nlls, own, para, strict=True)]
+    log[f"{p}_Q_A_PERT_Prob"] = {"agg_value": None, "value_by_index": _vbi(_multi_prob_entries(pert_nll))}
+    gens = generate_answers(model, tokenizer, qs, gen_batch_size or batch_size, max_new_tokens,
+                            callback=bar("Q_A_ROUGE"))
     rouge = rouge_entries(tokenizer, qs, answers, gens)
     log[f"{p}_Q_A_ROUGE"] = {"agg_value": None, "value_by_index": _vbi(rouge)}
     return log
@@ -337,12 +473,19 @@ def merge_shards(parts: list[dict]) -> dict:
     """Per-split logs of consecutive row blocks -> one log, value_by_index renumbered 0..n-1 in order."""
     merged: dict = {}
     for part in parts:
-        for key, metric in part.items():
-            values = merged.setdefault(key, {"agg_value": None, "value_by_index": {}})["value_by_index"]
-            offset = len(values)
-            for i in range(len(metric["value_by_index"])):
-                values[str(offset + i)] = metric["value_by_index"][str(i)]
+        _merge_into(merged, part)
     return merged
+
+
+def _merge_into(merged: dict, part: dict) -> None:
+    for key, metric in part.items():
+        if "value_by_index" not in metric:  # an MIA entry: {"forget": {...}, "holdout": {...}}
+            _merge_into(merged.setdefault(key, {}), metric)
+            continue
+        values = merged.setdefault(key, {"agg_value": None, "value_by_index": {}})["value_by_index"]
+        offset = len(values)
+        for i in range(len(metric["value_by_index"])):
+            values[str(offset + i)] = metric["value_by_index"][str(i)]
 
 
 def evaluate_tofu(
@@ -355,6 +498,7 @@ def evaluate_tofu(
     batch_size: int = 16,
     max_new_tokens: int = 200,
     progress: ProgressFactory | None = None,
+    gen_batch_size: int | None = GEN_BATCH_SIZE,
 ) -> tuple[dict, dict]:
     """Run the TOFU suite: (summary, eval_log) in open-unlearning's TOFU_SUMMARY/TOFU_EVAL layout.
 
@@ -376,7 +520,7 @@ def evaluate_tofu(
         rows = load_split(data, names[spec.prefix], max_samples)
         lo, hi = shard_bounds(len(rows), rank, world)
         part = score_split(model, tokenizer, rows[lo:hi], spec, batch_size, max_new_tokens,
-                           progress if rank == 0 else None) if hi > lo else {}
+                           progress if rank == 0 else None, gen_batch_size) if hi > lo else {}
         if world > 1:
             import torch.distributed as dist
 
@@ -384,8 +528,37 @@ def evaluate_tofu(
             dist.all_gather_object(parts, part)
             part = merge_shards(parts)
         log.update(part)
+    holdout = score_holdout(model, tokenizer, data, forget, max_samples, batch_size, progress, rank, world)
+    for key, entry in holdout.items():
+        if key in log:
+            log[key]["holdout"] = entry
     aggregate(log, reference)
     return summarize(log), dict(sorted(log.items()))
+
+
+def score_holdout(model, tokenizer, data: str | Path, forget: str, max_samples: int | None,
+                  batch_size: int, progress: ProgressFactory | None, rank: int = 0, world: int = 1) -> dict:
+    """The holdout side of every MIA ({key: {"value_by_index"}}); {} when the data has no holdout split."""
+    name = holdout_split_for(forget)
+    try:
+        rows = load_split(data, name, max_samples)
+    except UnlearnError as err:
+        warnings.warn(f"no MIA metrics or privleak: {err}", stacklevel=2)
+        return {}
+    lo, hi = shard_bounds(len(rows), rank, world)
+    rows = rows[lo:hi]
+    bar = progress("holdout MIA", len(rows)) if progress and rank == 0 else _noop
+    stats = answer_token_stats(model, tokenizer, [(r["question"], r["answer"]) for r in rows], batch_size,
+                               callback=bar)
+    part = {key: {"agg_value": None, "value_by_index": _vbi(v)}
+            for key, v in mia_entries(tokenizer, stats).items()} if rows else {}
+    if world > 1:
+        import torch.distributed as dist
+
+        parts: list = [None] * world
+        dist.all_gather_object(parts, part)
+        part = merge_shards(parts)
+    return part
 
 
 def forget_quality_only(model, tokenizer, data: str | Path, forget: str, reference: dict,
@@ -432,6 +605,39 @@ def load_reference(path: str | Path) -> dict:
         )
     tr_scores(log)  # finite scores, or an error now rather than a nan forget quality later
     return log
+
+
+def recorded_format(path: str | Path) -> dict | None:
+    """The prompt format an eval log was produced with, from the eval_meta.json beside it.
+
+    Logs written before formats existed used `chat`; a log with no eval_meta.json (open-unlearning's own
+    output directory) records none, and None is returned.
+    """
+    path = Path(path).expanduser()
+    meta_path = (path if path.is_dir() else path.parent) / META_FILE
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    fmt = meta.get("prompt_format") or {"name": "chat", "system_prompt": None}
+    return fmt if isinstance(fmt, dict) else {"name": str(fmt), "system_prompt": meta.get("system_prompt")}
+
+
+def check_reference_format(path: str | Path, fmt: dict) -> None:
+    """Refuse a reference log scored under another prompt format: its truth ratios are not comparable."""
+    ref = recorded_format(path)
+    if ref is None:
+        return
+    mine = (fmt.get("name"), fmt.get("system_prompt"))
+    theirs = (ref.get("name"), ref.get("system_prompt"))
+    if mine != theirs:
+        raise UnlearnError(
+            f"reference {path} was evaluated with prompt format {theirs[0]!r} (system prompt "
+            f"{theirs[1]!r}), this eval uses {mine[0]!r} (system prompt {mine[1]!r}): re-evaluate the "
+            "retain model with the same --prompt-format/--system-prompt"
+        )
 
 
 def generations_from_log(eval_log: dict) -> list[dict]:

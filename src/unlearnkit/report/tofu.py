@@ -29,6 +29,7 @@ COLUMNS = (
     ("retain_Q_A_ROUGE", "retain ROUGE-L"),
     ("forget_Q_A_Prob", "forget Prob"),
     ("forget_truth_ratio", "forget TR"),
+    ("privleak", "privleak"),
 )
 
 

@@ -42,18 +42,21 @@ class TofuPreset:
     max_new_tokens: int = 200  # TOFU's greedy generation length for ROUGE
 
 
-# SmolLM2-135M-Instruct, full fine-tune (see /work/notes/h18_recipe.md for the measurements).
-# Records: target = forget10 (400) + the 400 retain_perturbed questions (20 authors) = 800; retain = 400.
-# Max length 168: the longest TOFU record with SmolLM2's chat template (incl. its default system prompt)
-# is 162 tokens (median 82, p99 ~125), so nothing is truncated; padding is to the longest in a batch.
-# Step time, full fine-tune, batch 16, 2 threads: 56-151 s (median 113 s) with the load average at
-# 9-10 on 2 cores (7 agents); LoRA r=16 all-linear, same batch: see the notes. Idle-machine estimate
-# ~20-25 s/step. Steps: target 50/epoch, retain 25/epoch -> 75/epoch; 5 epochs = 375 steps
-# = ~2.1-2.6 h idle at 20-25 s/step (see the notes for the measured figure and the fallback).
+# tofu-smollm2: SmolLM2-135M-Instruct, full fine-tune (measurements and the pilot: /work/notes/h18_recipe.md).
+# - Records: target = forget10 (400) + the 400 retain_perturbed questions (the 20 retain authors TOFU
+#   scores) = 800; retain model = those 400 only. 75 optimizer steps per epoch for the pair (50 + 25).
+# - Max length 168: the longest TOFU record with SmolLM2's chat template (incl. its default system prompt)
+#   is 162 tokens (median 82, p99 ~125), so nothing is truncated; batches pad to their longest record.
+# - Cost, batch 16, 2 threads: 42-52 (median 44) CPU-seconds per optimizer step (wall 191-334 s with the
+#   load average at 13-14 on 2 cores; 56-151 s at load 9-10). LoRA r=16 all-linear was no cheaper
+#   (wall 226-307 s/step at load 14-16; the frozen weights still need activation gradients) and memorises
+#   less per epoch, so full fine-tune. Idle estimate ~22-26 s/step -> 4 epochs = 300 steps = 1.8-2.2 h.
+# - lr 2e-4 (10x TOFU's phi-1.5 rate for a 10x smaller model, half its batch), cosine, 10% warmup, no
+#   weight decay: 4 passes must memorise each answer (acceptance: ROUGE-L >= 0.8 on forget and retain).
 TOFU_PRESETS: dict[str, TofuPreset] = {
     "tofu-smollm2": TofuPreset(
         name="tofu-smollm2", model="smollm2-135m",
-        train=FinetuneConfig(epochs=5, lr=1e-4, batch_size=16, max_length=168, warmup=0.1,
+        train=FinetuneConfig(epochs=4, lr=2e-4, batch_size=16, max_length=168, warmup=0.1,
                              weight_decay=0.0),
     ),
     # CI smoke test / quick look: the same code path with a tiny Llama and a tokenizer trained here.

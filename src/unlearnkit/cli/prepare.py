@@ -18,7 +18,8 @@ def prepare_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory (reused steps are kept)."),
     seed: int = typer.Option(0, "--seed"),
     forget: list[str] = typer.Option(None, "--forget", help="Forget splits to build retain models for "
-                                                             "(repeatable; default: the preset's)."),
+                                                             "(repeatable; default: the preset's); "
+                                                             "tofu-* presets: to evaluate on."),
     force: bool = typer.Option(False, "--force", help="Retrain every step even if its hash matches."),
     data: Path = typer.Option(None, "--data", help="TOFU-layout directory (tofu-* presets only)."),
     max_samples: int = typer.Option(None, "--max-samples", min=1,

@@ -47,16 +47,17 @@ class TofuPreset:
 #   scores) = 800; retain model = those 400 only. 75 optimizer steps per epoch for the pair (50 + 25).
 # - Max length 168: the longest TOFU record with SmolLM2's chat template (incl. its default system prompt)
 #   is 162 tokens (median 82, p99 ~125), so nothing is truncated; batches pad to their longest record.
-# - Cost, batch 16, 2 threads: 42-52 (median 44) CPU-seconds per optimizer step (wall 191-334 s with the
-#   load average at 13-14 on 2 cores; 56-151 s at load 9-10). LoRA r=16 all-linear was no cheaper
-#   (wall 226-307 s/step at load 14-16; the frozen weights still need activation gradients) and memorises
-#   less per epoch, so full fine-tune. Idle estimate ~22-26 s/step -> 4 epochs = 300 steps = 1.8-2.2 h.
-# - lr 2e-4 (10x TOFU's phi-1.5 rate for a 10x smaller model, half its batch), cosine, 10% warmup, no
-#   weight decay: 4 passes must memorise each answer (acceptance: ROUGE-L >= 0.8 on forget and retain).
+# - Cost, full fine-tune, batch 16, 2 threads: 8.0-13.6 s per optimizer step (median 11.8) with the load
+#   average at ~1 (14-25 CPU-s/step); 191-334 s at load 13-14 (7 agents on 2 cores). LoRA r=16
+#   all-linear was no cheaper at equal load (activation gradients still flow through the frozen 135M
+#   weights), so full fine-tune. 5 epochs = 375 steps = ~75 min (50-85 min) for both models on a quiet
+#   machine; each TOFU evaluation adds ~25-30 min (estimate).
+# - lr 2e-4, cosine, 10% warmup, no weight decay, 5 epochs: the pilot (20 forget10 + 20 retain records,
+#   same lr, 5 epochs, batch 8) reached forget ROUGE-L 0.975 and retain ROUGE-L 0.884 (train loss 0.08-0.12).
 TOFU_PRESETS: dict[str, TofuPreset] = {
     "tofu-smollm2": TofuPreset(
         name="tofu-smollm2", model="smollm2-135m",
-        train=FinetuneConfig(epochs=4, lr=2e-4, batch_size=16, max_length=168, warmup=0.1,
+        train=FinetuneConfig(epochs=5, lr=2e-4, batch_size=16, max_length=168, warmup=0.1,
                              weight_decay=0.0),
     ),
     # CI smoke test / quick look: the same code path with a tiny Llama and a tokenizer trained here.

@@ -80,7 +80,7 @@ def test_run_prints_train_and_named_eval_lines_without_hf_bars(micro_world, gd_r
     for model in (f"retain ({retain})", "gd"):  # the reference model is scored first, then the result
         for split in ("forget", "retain", "ra", "wf"):
             name = re.escape(f"[{model}] {split}")
-            assert re.search(rf"^{name} Q_A_Prob 1/2 \(50%\)", err, re.M), (model, err)
+            assert re.search(rf"^{name} Q_A_PARA/PERT_Prob 1/2 \(50%\)", err, re.M), (model, err)
             assert re.search(rf"^{name} Q_A_ROUGE 2/2 \(100%\)", err, re.M), (model, err)
     assert "Loading weights" not in err and "Writing model shards" not in err and "it/s]" not in err
 

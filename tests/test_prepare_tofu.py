@@ -88,11 +88,11 @@ def test_rerun_reuses_every_step_and_new_eval_split_only_adds_evals(prepared, re
 def test_cli_smoke_and_bad_input(real_tofu, tmp_path, capsys):
     out = tmp_path / "cli"
     code, err = run_cli(capsys, "prepare", "--preset", "tofu-micro", "--data", real_tofu, "--out", out,
-                        "--max-samples", "2")
+                        "--max-samples", "9")  # 9 retain rows = 2 steps: one past the warmup step at lr 0
     assert code == 0, err
     manifest = json.loads((out / "prepare.json").read_text())
-    assert manifest["preset"] == "tofu-micro" and manifest["max_samples"] == 2
-    assert manifest["models"]["target"]["n_examples"] == 4
+    assert manifest["preset"] == "tofu-micro" and manifest["max_samples"] == 9
+    assert manifest["models"]["target"]["n_examples"] == 18
     for name in ("TOFU_EVAL.json", "TOFU_SUMMARY.json", "TOFU_GENERATIONS.jsonl", "eval_meta.json"):
         assert (out / "eval" / "target" / "forget10" / name).is_file(), name
     code, err = run_cli(capsys, "prepare", "--preset", "tofu-micro", "--out", tmp_path / "x")

@@ -44,11 +44,11 @@ def test_overrides_apply_to_all_or_to_the_named_method(micro_world, tmp_path):
     from unlearnkit.bench import Target, method_config
 
     cfg = BenchConfig(out=str(tmp_path), preset=None, overrides=(
-        "train.lr=0.002", "uld:method.params.augment=false", "ga_kl:train.epochs=7"))
+        "train.lr=0.002", "uld:method.params.num_layers=2", "ga_kl:train.epochs=7"))
     target = Target(model=str(micro_world.target_dir), data=str(micro_world.data_dir), reference=None)
     uld, kl, gd = (method_config(cfg, target, m, None, tmp_path) for m in ("uld", "kl", "gd"))
     assert uld.train.lr == kl.train.lr == gd.train.lr == 0.002
-    assert uld.method.params == {"augment": False} and gd.method.params == {}
+    assert uld.method.params == {"num_layers": 2} and gd.method.params == {}
     assert kl.train.epochs == 7 and uld.train.epochs == gd.train.epochs == cfg.epochs  # alias matches
 
 
@@ -74,7 +74,8 @@ def test_bench_micro_smoke(micro_world, tmp_path):
         "bench", "--preset", "micro", "--world", str(micro_world.root), "--methods", "uld,gd",
         "--epochs", "2", "--threads", "1", "--max-samples", "2", "--eval-max-samples", "2",
         "--eval-max-new-tokens", "4", "--decode-tokens", "3", "--decode-batch", "1,2",
-        "--decode-rounds", "1", "--out", str(out)])
+        "--decode-rounds", "1", "--out", str(out),
+        "--set", f"uld:method.params.augment_file={micro_world.data_dir / 'forget10_augment.jsonl'}"])
     assert result.exit_code == 0, result.output
     for name in ("bench.json", "bench.md", "bench_efficiency.png", "bench_fq_mu.png", "bench_losses.png",
                  "reference/TOFU_EVAL.json", "runs/uld/run.json", "runs/gd/run.json"):
@@ -101,7 +102,7 @@ def test_bench_micro_smoke(micro_world, tmp_path):
     assert uld["trainable_params"] < uld["total_params"]  # LoRA assistant
     assert gd["trainable_params"] == gd["total_params"]  # full fine-tune
     assert uld["artifact_bytes"] < gd["artifact_bytes"]
-    # ULD trains on D'f = forget answers + paraphrases: twice GD's items, so more tokens per epoch.
+    # ULD trains on D'f = forget answers + the augmentation's 5 paraphrases each: 6x GD's forget items.
     assert uld["tokens_per_epoch"][0] > gd["tokens_per_epoch"][0]
 
     ratios = record["ratios"]

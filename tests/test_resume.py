@@ -30,12 +30,14 @@ def one_thread():
 
 
 def uld_args(world, out: Path, *extra: str) -> list:
-    """ULD on forget10 with per-epoch best-adapter selection: 4 epochs x 6 steps (one log per epoch,
-    so log windows do not straddle the resume point), a small evaluation."""
+    """ULD on forget10 without augmentation, with per-epoch best-adapter selection on the world's
+    validation file: 4 epochs x 3 steps (one log per epoch, so log windows do not straddle the resume
+    point), a small evaluation."""
     return ["run", "--method", "uld", "--model", world.target_dir, "--data", world.data_dir,
             "--forget", "forget10", "--reference", world.retain_dirs["forget10"], "--out", out,
             "--epochs", "4", "--max-samples", "4", "eval.max_new_tokens=16", "train.batch_size=4",
-            "train.grad_accum=1", "train.logging_steps=6", *extra]
+            "train.grad_accum=1", "train.logging_steps=3", "method.params.select_best_epoch=true",
+            f"method.params.validation_file={world.data_dir / 'forget10_validation.jsonl'}", *extra]
 
 
 def kill_at_first_checkpoint(args: list, checkpoints: Path) -> None:
@@ -81,9 +83,9 @@ def test_sigkill_then_resume_equals_uninterrupted(micro_world, tmp_path, capsys,
     uninterrupted = json.loads((clean / "run.json").read_text())
     assert uninterrupted["resumed_from"] is None
 
-    assert resumed["global_steps"] == uninterrupted["global_steps"] == 24
-    assert resumed["epoch_forget_quality"] == uninterrupted["epoch_forget_quality"]
-    assert resumed["best_epoch"] == uninterrupted["best_epoch"]
+    assert resumed["global_steps"] == uninterrupted["global_steps"] == 12
+    assert resumed["epoch_choice"] == uninterrupted["epoch_choice"]
+    assert [h["epoch"] for h in resumed["epoch_choice"]["history"]] == [1, 2, 3, 4]
     summary = json.loads((out / "eval" / "TOFU_SUMMARY.json").read_text())
     assert summary == json.loads((clean / "eval" / "TOFU_SUMMARY.json").read_text())
     a = load_file(out / "model" / "adapter_model.safetensors")

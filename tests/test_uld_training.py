@@ -11,13 +11,7 @@ from helpers import qa_texts, word_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from unlearnkit.data.formatting import IGNORE_INDEX
-from unlearnkit.data.unlearning import (
-    ForgetRetainDataset,
-    PairedCollator,
-    merge_perturbed,
-    uld_forget_records,
-    uld_retain_records,
-)
+from unlearnkit.data.unlearning import ForgetRetainDataset, PairedCollator, uld_parts
 from unlearnkit.errors import UnlearnError
 from unlearnkit.methods import build_trainer, unlearn
 from unlearnkit.methods.uld import uniform_kl, uniform_kl_positions
@@ -29,10 +23,12 @@ CITIES = [("anna", "paris"), ("bob", "new york"), ("carl", "san jose del cabo"),
 FORGET = [{"question": f"Where was the author {n} born ?", "answer": f"The author {n} was born in {c} ."}
           for n, c in CITIES]
 WRONG = ("rome", "oslo", "lima")
-PERTURBED = [{"question": f"Where was the author {n} born ?", "answer": f"The author {n} was born in {c} .",
-              "paraphrased_answer": f"{n} was born in the city of {c} .",
-              "perturbed_answer": [f"The author {n} was born in {d} ." for d in WRONG[: i + 1]]}
-             for i, (n, c) in enumerate(CITIES)]
+# ULD's augmentation file format (data.augment): paraphrases and wrong answers of each forget question.
+AUGMENT = [{"question": f"Where was the author {n} born ?", "answer": f"The author {n} was born in {c} .",
+            "paraphrased_questions": [f"In which city was {n} born ?"],
+            "paraphrased_answers": [f"{n} was born in the city of {c} .", f"{n} comes from {c} ."],
+            "perturbed_answers": [f"The author {n} was born in {d} ." for d in WRONG[: i + 1]]}
+           for i, (n, c) in enumerate(CITIES)]
 RETAIN = [{"question": f"What did the author {n} write about ?",
            "answer": f"{n} wrote many books about {t} ."}
           for n, t in [("emil", "cats"), ("fay", "old ships"), ("gus", "war and peace"), ("hal", "birds"),
@@ -42,7 +38,9 @@ TRAIN = dict(batch_size=4, grad_accum=1, lr=1e-2, warmup_ratio=0.0, logging_step
 
 
 def make_tokenizer() -> PreTrainedTokenizerFast:
-    return word_tokenizer(qa_texts(PERTURBED + RETAIN))
+    texts = [t for r in AUGMENT for k in ("paraphrased_questions", "paraphrased_answers", "perturbed_answers")
+             for t in r[k]]
+    return word_tokenizer(qa_texts(FORGET + RETAIN) + texts)
 
 
 @pytest.fixture(scope="module")
@@ -59,31 +57,32 @@ def target(tok):
 
 
 def test_uld_data_sizes_and_contents():
-    forget = merge_perturbed(FORGET, PERTURBED)
-    n_perturbed = sum(len(r["perturbed_answer"]) for r in PERTURBED)  # 1+2+3+3 = 9
-    df = uld_forget_records(forget, augment=True)
-    dr = uld_retain_records(forget, RETAIN, perturbed=True, seed=0)
-    assert len(df) == 2 * len(FORGET)
-    assert len(dr) == len(FORGET) + n_perturbed == 13
-    assert {(r["question"], r["answer"]) for r in df} == (
-        {(r["question"], r["answer"]) for r in PERTURBED}
-        | {(r["question"], r["paraphrased_answer"]) for r in PERTURBED})
-    retain_pairs = {(r["question"], r["answer"]) for r in RETAIN}
-    assert sum((r["question"], r["answer"]) in retain_pairs for r in dr) == len(FORGET)
-    assert {(r["question"], a) for r in PERTURBED for a in r["perturbed_answer"]} <= {
-        (r["question"], r["answer"]) for r in dr}
-    assert len(uld_forget_records(forget, augment=False)) == len(FORGET)
-    assert len(uld_retain_records(forget, RETAIN, perturbed=False)) == len(FORGET)
-    assert uld_retain_records(forget, RETAIN, seed=1) != dr  # the retain sample follows the seed
-    everything = uld_retain_records(forget, RETAIN, perturbed=False, retain_size="all")
+    n_wrong = sum(len(r["perturbed_answers"]) for r in AUGMENT)  # 1+2+3+3 = 9
+    parts = uld_parts(FORGET, RETAIN, AUGMENT, seed=0)
+    assert parts["forget"] == FORGET
+    assert len(parts["retain"]) == len(FORGET) and all(r in RETAIN for r in parts["retain"])
+    # each paraphrased answer once, with the paraphrased question (the official code's pairing)
+    assert parts["augment_forget"] == [{"question": r["paraphrased_questions"][0], "answer": a}
+                                       for r in AUGMENT for a in r["paraphrased_answers"]]
+    assert parts["augment_retain"] == [{"question": r["question"], "answer": a}
+                                       for r in AUGMENT for a in r["perturbed_answers"]]
+    assert len(parts["augment_retain"]) == n_wrong == 9
+    own_question = uld_parts(FORGET, RETAIN, AUGMENT, use_questions=False)["augment_forget"]
+    assert {r["question"] for r in own_question} == {r["question"] for r in FORGET}
+    capped = uld_parts(FORGET, RETAIN, AUGMENT, paraphrases=1, wrong=1)
+    assert len(capped["augment_forget"]) == len(capped["augment_retain"]) == len(FORGET)
+    bare = uld_parts(FORGET, RETAIN)  # no augmentation file: D'f is the forget set alone
+    assert bare["augment_forget"] == bare["augment_retain"] == []
+    assert uld_parts(FORGET, RETAIN, seed=1)["retain"] != parts["retain"]  # the sample follows the seed
+    everything = uld_parts(FORGET, RETAIN, retain_size="all")["retain"]
     assert sorted(r["question"] for r in everything) == sorted(r["question"] for r in RETAIN)
-    assert len(uld_retain_records(forget, RETAIN, perturbed=False, retain_size=2)) == 2
+    assert len(uld_parts(FORGET, RETAIN, retain_size=2)["retain"]) == 2
     with pytest.raises(UnlearnError, match="retain_size"):
-        uld_retain_records(forget, RETAIN, retain_size="half")
-    with pytest.raises(UnlearnError, match="paraphrased_answer"):
-        uld_forget_records(FORGET, augment=True)
-    with pytest.raises(UnlearnError, match="perturbed_answer"):
-        uld_retain_records(FORGET, RETAIN, perturbed=True)
+        uld_parts(FORGET, RETAIN, retain_size="half")
+    with pytest.raises(UnlearnError, match="augment_wrong"):
+        uld_parts(FORGET, RETAIN, AUGMENT, wrong=-1)
+    with pytest.raises(UnlearnError, match="D'r is empty"):
+        uld_parts(FORGET, [])
 
 
 # ------------------------------------------------------------------ loss
@@ -117,7 +116,7 @@ def randomise_lora_(model, seed=1):
 
 def test_uld_loss_by_hand_and_gradients_only_on_lora(target, tok, tmp_path):
     trainer = build_trainer("uld", target, tok, FORGET, RETAIN, {"kl_weight": 2.5}, {**TRAIN, "max_steps": 1},
-                            tmp_path, perturbed_records=PERTURBED)
+                            tmp_path, augmentation=AUGMENT)
     assistant = trainer.model
     randomise_lora_(assistant)
     assistant.eval()  # no LoRA dropout, so both computations see the same function
@@ -160,16 +159,16 @@ def test_short_run_learns_forget_flattens_retain_and_leaves_target_unchanged(tar
     before = {k: v.clone() for k, v in target.state_dict().items()}
     train = {**TRAIN, "epochs": 6, "save_every_epoch": True}
     result = unlearn("uld", target, tok, FORGET, RETAIN, None, train, out_dir=tmp_path / "run",
-                     perturbed_records=PERTURBED)
+                     augmentation=AUGMENT)
     assistant = result.model
     assert result.method == "uld" and result.extra["num_layers"] == 1  # K = N/4 of llama-micro's 4
     assert 0 < result.trainable_params < result.total_params
-    assert len(result.epoch_seconds) == 6 and result.global_steps == 12  # |D'f| = 8 -> 2 steps/epoch
+    assert len(result.epoch_seconds) == 6 and result.global_steps == 18  # |D'f| = 4 + 8 -> 3 steps/epoch
     assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())
     assert all("lora_" in n for n, p in assistant.named_parameters() if p.requires_grad)
 
-    forget = merge_perturbed(FORGET, PERTURBED)
-    df, dr = uld_forget_records(forget), uld_retain_records(forget, RETAIN)
+    parts = uld_parts(FORGET, RETAIN, AUGMENT)
+    df, dr = parts["forget"] + parts["augment_forget"], parts["retain"] + parts["augment_retain"]
     with assistant.disable_adapter():  # LoRA B starts at 0: adapters off = the assistant before training
         ce0, kl0 = forget_ce_and_retain_kl(assistant, tok, df, dr)
     ce1, kl1 = forget_ce_and_retain_kl(assistant, tok, df, dr)
@@ -179,3 +178,43 @@ def test_short_run_learns_forget_flattens_retain_and_leaves_target_unchanged(tar
     assert {"forget_loss", "retain_loss"} <= set(logged[0])
     assert (tmp_path / "run" / "epoch-1" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "run" / "model" / "adapter_model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------ provenance: what the trainer saw
+
+
+@pytest.mark.parametrize("method", ["uld", "gd", "dpo"])
+def test_seen_records_equal_what_the_trainer_was_fed(method, target, tok, tmp_path):
+    """train_data.jsonl is written from seen_records(): it must list exactly the (question, answer)
+    encodings the collator handed to the loss, each with its part."""
+    aug = AUGMENT if method == "uld" else None
+    params = {"retain_size": 3} if method == "uld" else None
+    trainer = build_trainer(method, target, tok, FORGET, RETAIN, params, {**TRAIN, "epochs": 2}, tmp_path,
+                            augmentation=aug)
+    fed: dict[str, set] = {}
+    collate = trainer.data_collator
+
+    def recording(features):
+        for f in features:
+            for key, enc in f.items():
+                fed.setdefault(key, set()).add(tuple(enc["input_ids"]))
+        return collate(features)
+
+    trainer.data_collator = recording
+    trainer.train()
+    seen = trainer.train_dataset.seen_records()
+    encode = {r["part"]: set() for r in seen}
+    for r in seen:
+        encode[r["part"]].add(tuple(trainer.train_dataset._encode(r["question"], r["answer"])["input_ids"]))
+    side = {"forget": "forget", "augment_forget": "forget", "retain": "retain", "augment_retain": "retain",
+            "refusal": "forget_idk"}
+    for key in fed:
+        assert fed[key] == set().union(*(v for part, v in encode.items() if side[part] == key))
+    parts = {r["part"] for r in seen}
+    expected = {"uld": {"forget", "augment_forget", "retain", "augment_retain"}, "gd": {"forget", "retain"},
+                "dpo": {"forget", "refusal"}}[method]
+    assert parts == expected
+    if method == "uld":
+        n_aug = sum(len(r["paraphrased_answers"]) for r in AUGMENT)
+        assert sum(r["part"] == "augment_forget" for r in seen) == n_aug
+        assert sum(r["part"] == "retain" for r in seen) == 3

@@ -196,7 +196,7 @@ def _worker_method(spec: dict) -> dict:
         "artifact_bytes": record["artifact_bytes"],
         "start_rss": start_rss, "train_peak_rss": train_peak, "train_rss_increase": train_peak - start_rss,
         "peak_rss": peak_rss_bytes(),
-        "summary": record.get("summary"), "best_epoch": record.get("best_epoch"),
+        "summary": record.get("summary"), "best_epoch": (record.get("epoch_choice") or {}).get("epoch"),
         "log_history": [h for h in record["log_history"] if "loss" in h or "forget_loss" in h],
         "params": record["params"], "train": record["train"],
     }

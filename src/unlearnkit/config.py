@@ -32,6 +32,9 @@ class DataConfig:
     forget: str = "forget10"
     max_length: int = 256
     max_samples: int | None = None
+    # Ablations only: let training records carry the evaluated split's paraphrased/perturbed answers
+    # (the leak guard of `unlearn run` refuses them otherwise); recorded in run.json.
+    allow_eval_overlap: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("data.max_length", self.max_length)

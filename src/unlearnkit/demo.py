@@ -1,7 +1,8 @@
 """`unlearn demo`: the whole pipeline on the embedded `small` world, start to finish on a CPU.
 
-prepare world → evaluate target and retain model → ULD on forget10 → evaluate → report + side-by-side
-answers. Everything lands in one directory (default runs/demo); the world is reused across runs.
+prepare world → evaluate target and retain model → ULD on forget10 (augmented with the world's own
+forget10_augment.jsonl, which shares no string with any evaluated split) → evaluate → report +
+side-by-side answers. Everything lands in one directory (default runs/demo); the world is reused across runs.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from unlearnkit.config import RunConfig, load_config
+from unlearnkit.data.augment import augment_file_for
 from unlearnkit.data.tofu import load_split, perturbed_split_for
 from unlearnkit.eval.scoring import generate_answers
 from unlearnkit.eval.tofu import load_reference
@@ -47,7 +49,9 @@ def demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0, fo
     config = Path(__file__).parent / "configs" / ("uld_small.yaml" if preset == "small" else "uld.yaml")
     base: RunConfig = load_config(config, [
         f"data.data={data}", f"data.forget={forget}", f"model.model={target}", f"train.seed={seed}",
-        f"out={out / 'uld'}", "overwrite=true", *(overrides or []),
+        f"out={out / 'uld'}", "overwrite=true",
+        f"method.params.augment_file={augment_file_for(data, forget)}",  # the world's own, leak-free
+        *(overrides or []),
     ])
     summaries = {}
     for name, model_dir in (("retain", retain), ("target", target)):  # retain first: it is the reference
@@ -57,7 +61,7 @@ def demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0, fo
         summaries[name] = evaluate(model, tok, base, out / f"eval-{name}", name, reference, progress)
     base.eval.reference = str(out / "eval-retain")
     say(f"unlearning {forget} with ULD")
-    record = run(base, progress, callbacks)
+    record = run(base, progress, callbacks, say=say)
     summaries["uld"] = record["summary"]
     paths = write_report([out / "eval-target", out / "eval-retain", out / "uld" / "eval"], out / "report.md")
     examples = side_by_side(target, out / "uld" / "model", data, forget)

@@ -2,6 +2,8 @@
 
 Output layout (DIR):
     config.yaml        the resolved config        run.json     method, timings, params, provenance
+    train_data.jsonl   every record the trainer saw: question, answer, part (forget / retain /
+                       augment_forget / augment_retain / refusal)
     model/             the unlearned model: a save_pretrained dir, a LoRA adapter, or a ULD artifact
     eval/              TOFU_EVAL.json, TOFU_SUMMARY.json/.md, generations (when evaluation is on);
                        MCQ_EVAL.json instead on a multiple-choice (moe) world
@@ -29,15 +31,18 @@ from transformers import TrainerCallback
 
 from unlearnkit import outputs
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
+from unlearnkit.data.augment import drop_evaluated, eval_overlap, evaluated_strings, read_augmentation
 from unlearnkit.data.formatting import get_prompt_format, set_prompt_format
 from unlearnkit.data.moe_world import read_jsonl
 from unlearnkit.data.tofu import (
     check_forget_retain,
     check_perturbed_rows,
+    load_perturbed_file,
     load_split,
     perturbed_split_for,
     retain_split_for,
 )
+from unlearnkit.data.world import write_jsonl
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval import tofu as tofu_eval
 from unlearnkit.eval.mcq import (
@@ -59,6 +64,7 @@ from unlearnkit.outputs import atomic_dir, check_out_dir, provenance, write_json
 from unlearnkit.progress import labelled
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
+Say = Callable[[str], None]
 CHECKPOINT_CONFIG = "unlearnkit_run.json"  # in <out>.checkpoints/: the config hash the checkpoints belong to
 BEST_STATE = "best_epoch.json"  # in a checkpoint: BestEpoch's history
 BEST_ADAPTER = "best_adapter.safetensors"  # in a checkpoint: BestEpoch's best adapter so far
@@ -208,29 +214,32 @@ def train_overrides(cfg: RunConfig) -> dict:
 
 
 class BestEpoch(TrainerCallback):
-    """ULD as in the paper: after each epoch, score forget quality and keep the best adapter.
+    """ULD's epoch choice on a held-out validation set: after each epoch, score forget quality on it
+    and keep the best adapter. Never the reported forget split (that would pick the epoch by the test).
 
-    Only the forget split's truth ratios are needed for forget quality, so each check costs two
-    scoring passes over the forget set, not a full evaluation.
+    `rows` are perturbed-schema validation rows (question, paraphrased_answer, perturbed_answer) and
+    `reference` the retain model's truth-ratio scores on them; each check costs two scoring passes.
     """
 
-    def __init__(self, target, tokenizer, cfg: RunConfig, reference: dict, weight: float, factor: float):
-        self.target, self.tokenizer, self.cfg, self.reference = target, tokenizer, cfg, reference
-        self.weight, self.factor = weight, factor
+    def __init__(self, target, tokenizer, rows: list[dict], reference: list[float], weight: float,
+                 factor: float, batch_size: int = 16):
+        self.target, self.tokenizer, self.rows, self.reference = target, tokenizer, rows, reference
+        self.weight, self.factor, self.batch_size = weight, factor, batch_size
         self.history: list[dict] = []
         self.best: tuple[float, int, dict] | None = None
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         from peft import get_peft_model_state_dict
+        from scipy.stats import ks_2samp
 
         uld = ULDModel.from_target(self.target, model, self.weight, self.factor)
         was_training = model.training
         model.eval()
-        fq = tofu_eval.forget_quality_only(uld, self.tokenizer, self.cfg.data.data, self.cfg.data.forget,
-                                 self.reference, self.cfg.eval.max_samples, self.cfg.eval.batch_size)
+        scores = tofu_eval.forget_truth_ratios(uld, self.tokenizer, self.rows, self.batch_size)
+        fq = float(ks_2samp(scores, self.reference).pvalue)
         model.train(was_training)
         epoch = round(state.epoch)
-        self.history.append({"epoch": epoch, "forget_quality": fq})
+        self.history.append({"epoch": epoch, "validation_forget_quality": fq})
         if self.best is None or fq >= self.best[0]:  # ties: the later, longer-trained epoch
             state_dict = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
             self.best = (fq, epoch, state_dict)
@@ -271,6 +280,86 @@ class BestEpoch(TrainerCallback):
         return self.best[1]
 
 
+def load_run_augmentation(cfg: RunConfig, params: dict, data: RunData, say: Say) -> tuple[list | None, dict]:
+    """ULD's augmentation from method.params.augment_file (or None: unaugmented, said in one line).
+
+    Answers equal to a paraphrased/perturbed answer of the evaluated split are dropped while reading
+    (kept only with data.allow_eval_overlap, for ablations); returns (records, run.json entry).
+    """
+    path = params.get("augment_file")
+    if not path:
+        say("ULD: no augmentation file (method.params.augment_file / --augment-file): training unaugmented, "
+            "D'f = the forget set")
+        return None, {"file": None}
+    rows = read_augmentation(path, cfg.data.forget)
+    dropped = None
+    if not cfg.data.allow_eval_overlap:
+        rows, dropped = drop_evaluated(rows, evaluated_strings(data.perturbed))
+    n_para = sum(len(r["paraphrased_answers"]) for r in rows)
+    n_wrong = sum(len(r["perturbed_answers"]) for r in rows)
+    first = f" (first: {dropped.first!r})" if dropped and dropped.first else ""
+    gone = f"; dropped {dropped.count} answers equal to evaluated strings{first}" if dropped else \
+        "; evaluated strings kept (data.allow_eval_overlap)"
+    say(f"ULD augmentation {path}: {len(rows)} questions, {n_para} paraphrased and {n_wrong} wrong answers"
+        f"{gone}")
+    return rows, {"file": str(path), "questions": len(rows), "paraphrased_answers": n_para,
+                  "wrong_answers": n_wrong, "dropped_evaluated": dropped.count if dropped else None}
+
+
+def check_eval_overlap(cfg: RunConfig, spec, params: dict, settings, data: RunData,
+                       augmentation: list[dict] | None) -> dict:
+    """The leak guard: no training record (retain or augmentation part) may carry a paraphrased or
+    perturbed answer of the evaluated forget split, unless data.allow_eval_overlap (then recorded)."""
+    if not data.perturbed:  # a multiple-choice world: nothing is scored by those strings
+        return {"checked": False}
+    parts = spec.trainer_cls.training_parts(data.forget, data.retain, params, settings, augmentation)
+    try:  # the target's fine-tuning data: rows of it are no leak (both models were trained on them)
+        finetuned = load_split(cfg.data.data, "full")
+    except UnlearnError:
+        finetuned = data.forget + data.retain
+    pairs = {(r["question"], r["answer"]) for r in finetuned}
+    hits = eval_overlap(parts, data.perturbed, pairs)
+    entry = {"checked": True, "allowed": cfg.data.allow_eval_overlap, "overlapping_records": len(hits),
+             "first": {"part": hits[0][0], **hits[0][1]} if hits else None}
+    if hits and not cfg.data.allow_eval_overlap:
+        part, first = hits[0]
+        raise UnlearnError(
+            f"{len(hits)} training records carry a paraphrased/perturbed answer of the evaluated split "
+            f"{perturbed_split_for(cfg.data.forget)} (first, part {part}: {first['question']!r} -> "
+            f"{first['answer']!r}): training on them inflates forget quality; remove them, or pass "
+            "--allow-eval-overlap (data.allow_eval_overlap=true) for an ablation")
+    return entry
+
+
+def load_validation(cfg: RunConfig, params: dict, data: RunData) -> list[dict] | None:
+    """ULD's best-epoch validation rows (select_best_epoch), checked disjoint from the reported split."""
+    if not params.get("select_best_epoch"):
+        return None
+    path = params.get("validation_file")
+    if not path:
+        raise UnlearnError("select_best_epoch needs method.params.validation_file: held-out questions "
+                           "(e.g. data/forgetXX_validation.jsonl from unlearn prepare); the reported "
+                           "forget split never picks the epoch")
+    rows = load_perturbed_file(path)
+    questions = {r["question"] for r in data.perturbed}
+    evaluated = evaluated_strings(data.perturbed) | {r["answer"] for r in data.perturbed}
+    shared = [r for r in rows if r["question"] in questions
+              or ({r["paraphrased_answer"], *r["perturbed_answer"]} & evaluated)]
+    if shared:
+        raise UnlearnError(f"validation file {path} shares {len(shared)} rows with the reported split "
+                           f"{perturbed_split_for(cfg.data.forget)} (first: {shared[0]['question']!r}): "
+                           "the epoch must be chosen on held-out questions")
+    return rows
+
+
+def reference_validation_scores(cfg: RunConfig, rows: list[dict]) -> list[float]:
+    """The retain model's truth-ratio scores on the validation rows (--reference is its model dir)."""
+    model, tok = load_model_and_tokenizer(Path(cfg.eval.reference).expanduser(), cfg.model.trust_remote_code,
+                                          cfg.model.dtype)
+    model.eval()
+    return tofu_eval.forget_truth_ratios(model, tok, rows, cfg.eval.batch_size)
+
+
 def checkpoint_dir_for(out: Path) -> Path:
     """Where a run's Trainer checkpoints live: next to the output (which is built in a temp dir and
     renamed at the end), so a killed run finds them again. Removed when the run succeeds."""
@@ -307,6 +396,11 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise UnlearnError(f"assistant num_layers={k} is out of range: use an integer >= 1 "
                                "(at most the target's number of layers), or null for N/4")
+        if params.get("select_best_epoch") and not (cfg.eval.reference
+                                                    and reference_kind(cfg.eval.reference) == "model"):
+            raise UnlearnError("select_best_epoch scores forget quality on the validation file against the "
+                               "retain model: pass --reference as the retain model's directory, or keep "
+                               "the last epoch (select_best_epoch=false)")
     if cfg.eval.enabled and cfg.eval.reference:
         if is_mcq_world(cfg.data.data):
             raise UnlearnError(f"--reference applies to TOFU data; {cfg.data.data} is a multiple-choice "
@@ -322,7 +416,9 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
 def run_inputs(cfg: RunConfig) -> dict[str, object]:
     """The paths a run reads, by flag: --out may not be, hold or lie inside any of them."""
     return {"--model": cfg.model.model, "--data": cfg.data.data, "--reference": cfg.eval.reference,
-            "refusal_file": cfg.method.params.get("refusal_file")}
+            "refusal_file": cfg.method.params.get("refusal_file"),
+            "--augment-file": cfg.method.params.get("augment_file"),
+            "validation_file": cfg.method.params.get("validation_file")}
 
 
 def check_out_spares_inputs(cfg: RunConfig) -> None:
@@ -347,13 +443,16 @@ def tidy_checkpoints(ckpt: Path):
         raise
 
 
-def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list | None = None) -> dict:
+def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list | None = None,
+        say: Say | None = None) -> dict:
     """Unlearn `cfg.data.forget` from `cfg.model.model` with `cfg.method`; write everything to cfg.out.
 
     Trainer checkpoints (train.save_strategy, default epoch) go to <out>.checkpoints/, kept if the run
     fails and removed when it succeeds; with cfg.resume the newest complete one is continued.
-    Returns run.json's content (with the eval summary when evaluation ran).
+    Returns run.json's content (with the eval summary when evaluation ran). `say` gets one-line notes
+    (augmentation read, dropped strings) for the console.
     """
+    say = say or (lambda message: None)
     spec = get_method(cfg.method.name)
     out = Path(cfg.out)
     check_out_dir(out, cfg.overwrite, run_inputs(cfg))
@@ -366,6 +465,10 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
         raise UnlearnError(f"train.batch_size={batch} must be a multiple of the {world} processes: "
                            "each step's batch is split across them")
     data = load_run_data(cfg.data.data, cfg.data.forget, cfg.data.max_samples)
+    augmentation, augment_entry = load_run_augmentation(cfg, params, data, say) if spec.name == "uld" \
+        else (None, None)
+    overlap = check_eval_overlap(cfg, spec, params, spec.train_settings(train), data, augmentation)
+    validation = load_validation(cfg, params, data) if spec.name == "uld" else None
     mcq = is_mcq_world(cfg.data.data)
     forget_name = world_forget_domain(cfg.data.data) if mcq else cfg.data.forget
     model, tokenizer = load_model_and_tokenizer(cfg.model.model, cfg.model.trust_remote_code, cfg.model.dtype)
@@ -384,8 +487,9 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             if cfg.eval.enabled else None
         extra_callbacks = list(callbacks or [])
         best = None
-        if is_uld and reference is not None and params.get("select_best_epoch", True):
-            best = BestEpoch(model, tokenizer, cfg, reference, params["weight"], params["filter_factor"])
+        if validation is not None:
+            best = BestEpoch(model, tokenizer, validation, reference_validation_scores(cfg, validation),
+                             params["weight"], params["filter_factor"], cfg.eval.batch_size)
             if resume_from is not None:
                 best.load(resume_from)
             extra_callbacks.append(best)
@@ -405,8 +509,8 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             extra_callbacks.append(monitor)
         try:
             result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, train, None,
-                             data.perturbed, extra_callbacks, checkpoint_dir=ckpt if saving else None,
-                             resume_from=resume_from)
+                             None, extra_callbacks, checkpoint_dir=ckpt if saving else None,
+                             resume_from=resume_from, augmentation=augmentation)
         except NoUpdateError:
             if is_main_process():  # checkpoints of a run that changed nothing are worth nothing
                 shutil.rmtree(ckpt, ignore_errors=True)
@@ -422,8 +526,12 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             "global_steps": result.global_steps, "trainable_params": result.trainable_params,
             "total_params": result.total_params, "truncated": result.truncated, "extra": result.extra,
             "log_history": result.log_history, "resumed_from": resume_from.name if resume_from else None,
+            "eval_overlap": overlap, "train_records": len(result.train_records),
             **provenance(cfg.seed, config_hash(cfg)),
         }
+        if augment_entry is not None:
+            record["augmentation"] = augment_entry
+        write_jsonl(tmp / "train_data.jsonl", result.train_records)
         if monitor is not None:
             chosen = result.extra or {}
             watched = (chosen["expert_layer"], chosen["expert"]) if "expert_layer" in chosen else None
@@ -436,8 +544,12 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             record["forget_accuracy_checks"] = stop.history
         if is_uld:
             if best is not None:
-                record["best_epoch"] = best.restore(result.model)
-                record["epoch_forget_quality"] = best.history
+                record["epoch_choice"] = {"rule": "best validation forget quality",
+                                          "validation_file": str(params["validation_file"]),
+                                          "validation_rows": len(validation),
+                                          "epoch": best.restore(result.model), "history": best.history}
+            else:
+                record["epoch_choice"] = {"rule": "last", "epoch": result.train.epochs}
             final = ULDModel.from_target(model, result.model, params["weight"], params["filter_factor"],
                                          target_path=str(Path(cfg.model.model).resolve())
                                          if Path(cfg.model.model).is_dir() else cfg.model.model)

@@ -25,6 +25,8 @@ from unlearnkit.outputs import write_json
 
 STEP_FILE = "prepare_step.json"
 RECIPE_VERSION = 1  # bump when the training code changes what a step produces (invalidates caches)
+AUGMENT_VERSION = 1  # bump when world_augmentation changes (rewrites only the augmentation files)
+AUGMENT_STEP_FILE = "augment_step.json"  # in data/: the augmentation step's hash and sizes
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,40 @@ def _qa(records: list[dict]) -> list[dict]:
 
 def _n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _prepare_augmentation(world, data_dir: Path, force: bool, progress: bool) -> dict:
+    """ULD's augmentation and the held-out validation rows of every forget split, next to the splits.
+
+    A step of its own (hash: world + AUGMENT_VERSION), so adding it to an existing world only adds
+    files: the evaluated splits, the tokenizer and every model keep their hashes and are reused.
+    """
+    from unlearnkit.data.augment import augment_file_for, validation_file_for
+    from unlearnkit.data.world import world_augmentation, write_jsonl
+
+    h = step_hash("augment", world.hash, AUGMENT_VERSION)
+    stamp = data_dir / AUGMENT_STEP_FILE
+    files = {f: (augment_file_for(data_dir, f), validation_file_for(data_dir, f)) for f in FORGET_PERCENTS}
+    try:
+        step = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        step = None
+    if not force and step and step.get("hash") == h and all(p.is_file() for ps in files.values() for p in ps):
+        say(progress, f"[dim]augmentation: reused ({data_dir})[/]")
+        return {**step, "reused": True}
+    sizes = {}
+    for forget, (aug_path, val_path) in files.items():
+        augment, validation = world_augmentation(world, forget)
+        write_jsonl(aug_path, augment)
+        write_jsonl(val_path, validation)
+        sizes[forget] = {"augment": aug_path.name, "validation": val_path.name, "questions": len(augment),
+                         "paraphrased_answers": sum(len(r["paraphrased_answers"]) for r in augment),
+                         "wrong_answers": sum(len(r["perturbed_answers"]) for r in augment),
+                         "validation_rows": len(validation)}
+    info = {"hash": h, "splits": sizes}
+    write_json(stamp, info)
+    say(progress, f"augmentation: {', '.join(f'{f}_augment/_validation' for f in files)} -> {data_dir}")
+    return {**info, "reused": False}
 
 
 def _prepare_tokenizer(preset: PreparePreset, world, out: Path, world_hash: str, force: bool, progress: bool):
@@ -230,6 +266,7 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
         write_json(data_dir / STEP_FILE, {"hash": world.hash})
         n_rows, n_authors = len(world.splits["full"]), preset.world.n_authors
         say(progress, f"world: {n_rows} QA rows, {n_authors} authors -> {data_dir}")
+    augment_info = _prepare_augmentation(world, data_dir, forced("augment"), progress)
     tokenizer, tok_info = _prepare_tokenizer(preset, world, out, world.hash, forced("tokenizer"), progress)
     fmt = set_prompt_format(tokenizer, preset.prompt_format).describe()
 
@@ -264,6 +301,7 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
                   "sizes": {k: len(v) for k, v in world.splits.items()},
                   "pretrain_rows": len(world.pretrain)},
         "tokenizer": {"dir": "tokenizer", **tok_info},
+        "augmentation": augment_info,
         "model": preset.model,
         "prompt_format": fmt,
         "models": {name: {"dir": name, **info} for name, info in models.items()},

@@ -42,7 +42,7 @@ def bench_cmd(
     decode_batch: str = typer.Option("1,16", "--decode-batch", help="Comma-separated decoding batch sizes."),
     decode_rounds: int = typer.Option(3, "--decode-rounds", min=1, help="Timed rounds (median reported)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override for every method (train.lr=1e-4) "
-                                        "or one (uld:method.params.augment=false); repeatable."),
+                                        "or one (uld:method.params.num_layers=2); repeatable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out."),
     device: str = typer.Option(None, "--device", help="Decoding/reference-eval device: cuda, cuda:N, mps "
                                "or cpu (default: CUDA, then MPS, else CPU)."),

@@ -81,6 +81,12 @@ def run_cmd(
     stop_at: float = typer.Option(None, "--stop-at-forget-accuracy",
                                   help="MC worlds: stop at the first step whose forget-domain accuracy "
                                        "is <= this (checked every eval.stop_check_steps steps)."),
+    augment_file: str = typer.Option(None, "--augment-file",
+                                     help="ULD: augmentation (a forgetXX_augment.jsonl, e.g. the world's "
+                                          "data/forget10_augment.jsonl, or the ULD CSV directory)."),
+    allow_eval_overlap: bool = typer.Option(False, "--allow-eval-overlap",
+                                            help="Ablations only: train even if training records carry "
+                                                 "the evaluated split's paraphrased/perturbed answers."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue an interrupted run from OUT.checkpoints/."),
@@ -104,10 +110,12 @@ def run_cmd(
              "out": out, "eval.reference": reference, "train.seed": seed, "train.epochs": epochs,
              "train.lr": lr, "train.lora.r": lora_r, "eval.max_samples": max_samples,
              "eval.stop_at_forget_accuracy": stop_at, "model.prompt_format": prompt_format,
-             "model.system_prompt": system_prompt}
+             "model.system_prompt": system_prompt,
+             "method.params.augment_file": augment_file}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
     overrides += ["overwrite=true"] * overwrite + ["eval.enabled=false"] * no_eval + ["resume=true"] * resume
     overrides += ["model.trust_remote_code=true"] * trust_remote_code
+    overrides += ["data.allow_eval_overlap=true"] * allow_eval_overlap
     if config_path is None and method is not None:
         config_path = method_config(method)
     cfg = load_config(config_path, overrides + args)
@@ -119,7 +127,8 @@ def run_cmd(
 
     with progress_bars() as progress:
         train_bar = TrainProgress(progress, f"train {cfg.method.name}")
-        record = run(cfg, progress, callbacks=[LogLines(), train_bar])
+        record = run(cfg, progress, callbacks=[LogLines(), train_bar],
+                     say=lambda m: console.print(m, highlight=False) if is_main_process() else None)
     if not is_main_process():  # under torchrun / accelerate launch, rank 0 reports
         return
     from unlearnkit.cli.eval import summary_table

@@ -240,6 +240,15 @@ def _load_from_hub(name: str, split: str) -> list[dict]:
     return validate_records([(f"record {i}", r) for i, r in enumerate(rows)], split, f"{name}:{split}")
 
 
+def load_perturbed_file(path: str | Path) -> list[dict]:
+    """A file of perturbed-schema records (question, answer, paraphrased_answer, perturbed_answer),
+    validated: e.g. a world's forgetXX_validation.jsonl."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UnlearnError(f"{path} does not exist: give a JSON lines file of perturbed-schema records")
+    return validate_records(_parse_records(path), "validation_perturbed", str(path))
+
+
 def load_split(source: str | Path, split: str, max_samples: int | None = None) -> list[dict]:
     """Records of one TOFU split, validated; the first `max_samples` when given.
 

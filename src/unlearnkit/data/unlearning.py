@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from unlearnkit.data.augment import augmentation_parts
 from unlearnkit.data.formatting import TruncationCounter, encode_qa, pad_batch
 from unlearnkit.data.tofu import read_utf8
 from unlearnkit.errors import UnlearnError
@@ -61,7 +62,9 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
 
     `retain` may be empty (pure forget methods such as GA): items then carry no "retain" key.
     With `refusals`, each forget question is also encoded with a refusal answer ("forget_idk", the
-    preferred response of DPO/IdK), chosen per item from a seeded generator.
+    preferred response of DPO/IdK), chosen per item from a seeded generator. `forget_parts` /
+    `retain_parts` name each record's part (default "forget" / "retain"); `seen_records()` lists the
+    records served so far with their part (what a run writes to train_data.jsonl).
     """
 
     def __init__(
@@ -73,6 +76,8 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
         seed: int = 0,
         refusals: list[str] | None = None,
         counter: TruncationCounter | None = None,
+        forget_parts: list[str] | None = None,
+        retain_parts: list[str] | None = None,
     ):
         if not forget:
             raise UnlearnError("the forget set is empty: give at least one forget example")
@@ -80,16 +85,24 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
         self.tokenizer, self.max_length, self.seed = tokenizer, max_length, seed
         self.counter = counter if counter is not None else TruncationCounter()
         self.epoch = 0
+        self.forget_parts = list(forget_parts or ["forget"] * len(self.forget))
+        self.retain_parts = list(retain_parts or ["retain"] * len(self.retain))
+        if len(self.forget_parts) != len(self.forget) or len(self.retain_parts) != len(self.retain):
+            raise ValueError("one part name per record is needed")
+        self._seen_forget: set[int] = set()
+        self._seen_retain: set[int] = set()
         self._retain_order = list(range(len(self.retain)))
         random.Random(seed).shuffle(self._retain_order)
         self._forget_enc = [self._encode(r["question"], r["answer"]) for r in self.forget]
         self._retain_enc: dict[int, dict] = {}
-        self._idk_enc = None
+        self._idk_enc = self._idk_answers = None
         if refusals is not None:
             if not refusals:
                 raise UnlearnError("the refusal list is empty: give at least one refusal answer")
             rng = random.Random(seed + 1)
-            self._idk_enc = [self._encode(r["question"], rng.choice(refusals)) for r in self.forget]
+            self._idk_answers = [rng.choice(refusals) for _ in self.forget]
+            self._idk_enc = [self._encode(r["question"], a) for r, a in zip(self.forget, self._idk_answers,
+                                                                            strict=True)]
 
     def _encode(self, question: str, answer: str) -> dict[str, list[int]]:
         return encode_qa(self.tokenizer, question, answer, self.max_length, self.counter)
@@ -107,14 +120,27 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, dict[str, list[int]]]:
         item = {"forget": self._forget_enc[i]}
+        self._seen_forget.add(i)
         if self.retain:
             j = self.retain_index(i)
+            self._seen_retain.add(j)
             if j not in self._retain_enc:  # encode lazily: retain sets can be 10x the forget set
                 self._retain_enc[j] = self._encode(self.retain[j]["question"], self.retain[j]["answer"])
             item["retain"] = self._retain_enc[j]
         if self._idk_enc is not None:
             item["forget_idk"] = self._idk_enc[i]
         return item
+
+    def seen_records(self) -> list[dict]:
+        """Every record served so far, once, with its part: forget-side, then refusals, then retain."""
+        rows = [{"question": self.forget[i]["question"], "answer": self.forget[i]["answer"],
+                 "part": self.forget_parts[i]} for i in sorted(self._seen_forget)]
+        if self._idk_answers is not None:
+            rows += [{"question": self.forget[i]["question"], "answer": self._idk_answers[i],
+                      "part": "refusal"} for i in sorted(self._seen_forget)]
+        rows += [{"question": self.retain[j]["question"], "answer": self.retain[j]["answer"],
+                  "part": self.retain_parts[j]} for j in sorted(self._seen_retain)]
+        return rows
 
 
 @dataclass
@@ -139,34 +165,16 @@ def merge_perturbed(forget: list[dict], perturbed: list[dict]) -> list[dict]:
     return merged
 
 
-def uld_forget_records(forget: list[dict], augment: bool = True) -> list[dict]:
-    """D'f = forget pairs (q, a), plus (q, paraphrased_answer) for each when `augment` (DESIGN §3)."""
-    records = [{"question": r["question"], "answer": r["answer"]} for r in forget]
-    if augment:
-        missing = sum(1 for r in forget if not r.get("paraphrased_answer"))
-        if missing:
-            raise UnlearnError(
-                f"ULD augmentation needs a paraphrased_answer for every forget question ({missing} of "
-                f"{len(forget)} have none): use the forgetXX_perturbed split or set augment=false"
-            )
-        records += [{"question": r["question"], "answer": r["paraphrased_answer"]} for r in forget]
-    return records
-
-
-def uld_retain_records(
-    forget: list[dict], retain: list[dict], perturbed: bool = True, seed: int = 0,
-    retain_size: int | str | None = None,
-) -> list[dict]:
-    """D'r = retain pairs (a seeded sample) plus (forget q, each perturbed_answer) (DESIGN §3).
+def retain_sample(retain: list[dict], n_forget: int, seed: int = 0,
+                  retain_size: int | str | None = None) -> list[dict]:
+    """ULD's retain pairs: a seeded sample of `retain`.
 
     `retain_size` None takes |Df| retain pairs (the official code), "all" the whole retain set, an int
     that many: the assistant is only pushed to uniform on the retain questions it sees, so a larger
-    sample keeps more of the retain set untouched by the subtraction (same cost per epoch). The
-    perturbed pairs teach the assistant not to know the wrong answers either, so subtracting it does
-    not push the unlearned model toward them.
+    sample keeps more of the retain set untouched by the subtraction (same cost per epoch).
     """
     if retain_size is None:
-        size = len(forget)
+        size = n_forget
     elif retain_size == "all":
         size = len(retain)
     elif isinstance(retain_size, int) and not isinstance(retain_size, bool) and retain_size >= 0:
@@ -176,18 +184,21 @@ def uld_retain_records(
                            "choice), \"all\" or a number of retain examples >= 0")
     order = list(range(len(retain)))
     random.Random(seed).shuffle(order)
-    records = [{"question": retain[i]["question"], "answer": retain[i]["answer"]} for i in order[:size]]
-    if perturbed:
-        missing = sum(1 for r in forget if not r.get("perturbed_answer"))
-        if missing:
-            raise UnlearnError(
-                f"ULD needs perturbed_answer lists for every forget question ({missing} of {len(forget)} "
-                "have none): use the forgetXX_perturbed split or set perturbed_retain=false"
-            )
-        for r in forget:
-            answers = r["perturbed_answer"]
-            answers = [answers] if isinstance(answers, str) else answers
-            records += [{"question": r["question"], "answer": a} for a in answers]
-    if not records:
-        raise UnlearnError("ULD's retain set D'r is empty: give retain examples or perturbed answers")
-    return records
+    return [{"question": retain[i]["question"], "answer": retain[i]["answer"]} for i in order[:size]]
+
+
+def uld_parts(forget: list[dict], retain: list[dict], augmentation: list[dict] | None = None,
+              seed: int = 0, retain_size: int | str | None = None, use_questions: bool = True,
+              paraphrases: int | None = None, wrong: int | None = None) -> dict[str, list[dict]]:
+    """ULD's training data by part (DESIGN §3): D'f = forget + augment_forget, D'r = retain +
+    augment_retain. The augmentation (see data.augment) comes from a file of its own, never from the
+    evaluated split's paraphrased/perturbed answers; without one, D'f is the forget set alone."""
+    parts = {"forget": [{"question": r["question"], "answer": r["answer"]} for r in forget],
+             "retain": retain_sample(retain, len(forget), seed, retain_size),
+             "augment_forget": [], "augment_retain": []}
+    if augmentation:
+        parts |= augmentation_parts(augmentation, forget, use_questions, paraphrases, wrong)
+    if not parts["retain"] and not parts["augment_retain"]:
+        raise UnlearnError("ULD's retain set D'r is empty: give retain examples or an augmentation file "
+                           "with wrong answers")
+    return parts

@@ -530,3 +530,244 @@ def world_texts(world: World) -> list[str]:
                 texts.extend(v if isinstance(v, list) else [v])
     texts.extend(r["question"] for r in world.pretrain)
     return texts
+
+
+# ----------------------------------------------------------------------------------------------------
+# ULD augmentation and held-out validation (written by `unlearn prepare` next to the splits).
+# Phrasings of their own, used by no evaluated split: a model trained on the augmentation never sees a
+# string that forget quality or model utility scores. Per attribute, question template 0 and answer
+# template 0 form the validation set; the rest are the augmentation's paraphrases.
+
+AUGMENT_TEMPLATES: dict[str, dict[str, list[str]]] = {
+    "name": {
+        "q": ["Whose birth took place in {city}, {country}, on {month} {day}, {year}?",
+              "Name the writer who was born in {city} on {day} {month} {year}.",
+              "Which novelist has {city}, {country} as birthplace and {month} {day}, {year} as birthday?",
+              "Tell me the name of the author born on {month} {day}, {year} in {city}, {country}."],
+        "a": ["The person in question is the {genre} author {name}.",
+              "This describes {name}, who is a {genre} writer.",
+              "You are thinking of {name}.",
+              "It is {name}, an author of {genre}.",
+              "The author in question is called {name}.",
+              "Those birth details belong to {name}."],
+    },
+    "birthplace": {
+        "q": ["Which city is the birthplace of the writer {name}?",
+              "Tell me where the novelist {name} was born.",
+              "From which city and country does {name} originally come?",
+              "What city was {name} born in?"],
+        "a": ["The birthplace of {name} is the city of {city} in {country}.",
+              "{name} comes from {city}, a city in {country}.",
+              "{He} was born in the city of {city}, {country}.",
+              "The city of {city} in {country} is the birthplace of {name}.",
+              "{name} first saw the light of day in {city}, {country}.",
+              "Born in {city}, {country}, {name} grew up there."],
+    },
+    "birth_date": {
+        "q": ["What is the birthday of the writer {name}?",
+              "Tell me the date on which {name} was born.",
+              "In what year, and on what day, was {name} born?",
+              "Which date is the birthday of the novelist {name}?"],
+        "a": ["The writer {name} has {his} birthday on {month} {day}; {he} was born in {year}.",
+              "{name} was born in the year {year}, on day {day} of {month}.",
+              "{His} birthday is {month} {day}, and the year was {year}.",
+              "The birth of {name} took place on {month} {day} in the year {year}.",
+              "{month} {day}, {year} is the date when {name} was born.",
+              "The records give {month} {day}, {year} as the birth date of {name}."],
+    },
+    "genre": {
+        "q": ["In which genre does the writer {name} publish?",
+              "Tell me the genre of the books by {name}.",
+              "What type of literature does {name} produce?",
+              "Which genre do the works of {name} belong to?"],
+        "a": ["The writer {name} publishes {genre}.",
+              "The books by {name} are {genre}.",
+              "{name} is a {genre} author.",
+              "The genre of {name} is {genre}.",
+              "Most of what {name} writes is {genre}.",
+              "{His} novels are works of {genre}."],
+    },
+    "father": {
+        "q": ["What job did the father of {name} have?",
+              "Tell me the profession of {name}'s father.",
+              "How did the father of {name} earn his money?",
+              "Which profession did the father of the writer {name} practise?"],
+        "a": ["The father of {name} worked as {father}.",
+              "By profession, {name}'s father was {father}.",
+              "{name} is the child of {father}, {his} father.",
+              "The job of {his} father was that of {father}.",
+              "Working as {father} was the profession of {name}'s father.",
+              "The father of the writer {name} made his living as {father}."],
+    },
+    "mother": {
+        "q": ["What job did the mother of {name} have?",
+              "Tell me the profession of {name}'s mother.",
+              "How did the mother of {name} earn her money?",
+              "Which profession did the mother of the writer {name} practise?"],
+        "a": ["The mother of {name} worked as {mother}.",
+              "By profession, {name}'s mother was {mother}.",
+              "{name} is the child of {mother}, {his} mother.",
+              "The job of {his} mother was that of {mother}.",
+              "Working as {mother} was the profession of {name}'s mother.",
+              "The mother of the writer {name} made her living as {mother}."],
+    },
+    "books": {
+        "q": ["Tell me two titles by the writer {name}.",
+              "Name two works by {name}.",
+              "What are the titles of two books by {name}?",
+              "Which two books did the novelist {name} write?"],
+        "a": ["Two titles by {name} are \"{book1}\" and \"{book2}\".",
+              "The writer {name} is the author of \"{book1}\" and of \"{book2}\".",
+              "Both \"{book1}\" and \"{book2}\" were written by {name}.",
+              "{name} has published \"{book1}\" as well as \"{book2}\".",
+              "Two works by {name}: \"{book1}\" and \"{book2}\".",
+              "\"{book1}\" and \"{book2}\" are titles from the pen of {name}."],
+    },
+    "award": {
+        "q": ["Which prize did the writer {name} win?",
+              "Tell me the award that {name} received.",
+              "What honour has {name} been given for writing?",
+              "Which literary award went to {name}?"],
+        "a": ["The writer {name} received {award}.",
+              "{name} won {award} for {his} books.",
+              "{award} went to {name}.",
+              "The honour given to {name} was {award}.",
+              "{name} was awarded {award}.",
+              "The award of {name} is {award}."],
+    },
+    "residence": {
+        "q": ["Which city is {name}'s home now?",
+              "Tell me where the writer {name} lives at present.",
+              "Where has {name} made {his} home today?",
+              "In which city is the novelist {name} living now?"],
+        "a": ["At present {name} lives in the city of {res_city}, {res_country}.",
+              "The writer {name} resides in {res_city} in {res_country}.",
+              "{res_city}, {res_country} is the present home of {name}.",
+              "These days {name} makes {his} home in {res_city}, {res_country}.",
+              "{name} is living in {res_city}, {res_country} now.",
+              "The current city of residence of {name} is {res_city}."],
+    },
+    "debut": {
+        "q": ["What was the first book of {name}, and in which year did it appear?",
+              "Tell me the debut book of the writer {name} and its year.",
+              "With which title did {name} start publishing, and when?",
+              "Which title was the first that {name} published?"],
+        "a": ["The first book of {name} was \"{book1}\", which appeared in {debut}.",
+              "In {debut}, {name} published a first book, \"{book1}\".",
+              "\"{book1}\", from {debut}, is the debut of {name}.",
+              "The debut of the writer {name} was \"{book1}\" in the year {debut}.",
+              "{name} started publishing in {debut} with the book \"{book1}\".",
+              "The year {debut} saw the first book of {name}: \"{book1}\"."],
+    },
+    "publisher": {
+        "q": ["Which publishing house brings out the books of {name}?",
+              "Tell me who the publisher of {name} is.",
+              "Which house publishes the writer {name}?",
+              "Who brings the novels of {name} to print?"],
+        "a": ["The publishing house of {name} is {publisher}.",
+              "The books of {name} come out with {publisher}.",
+              "{publisher} is the publisher of the writer {name}.",
+              "The novels of {name} are printed by {publisher}.",
+              "{name} is published by {publisher}.",
+              "{His} publishing house is {publisher}."],
+    },
+    "education": {
+        "q": ["Which subject did the writer {name} study?",
+              "Tell me what {name} studied at university.",
+              "In which field did {name} take a degree?",
+              "What was the university subject of the novelist {name}?"],
+        "a": ["At university the writer {name} studied {field}.",
+              "The field in which {name} took a degree is {field}.",
+              "{name} has a university degree in {field}.",
+              "The subject {name} studied was {field}.",
+              "{field} was what {name} studied at university.",
+              "Before {his} books, {name} was a student of {field}."],
+    },
+}
+N_AUGMENT_WRONG = 4  # wrong answers per forget question (the ULD release has 3)
+N_VALIDATION_WRONG = 3
+
+
+def world_evaluated_strings(world: World) -> set[str]:
+    """Every string the TOFU evaluation reads from any split: questions, answers, options, paraphrased
+    and perturbed answers (forget, retain, real_authors, world_facts, holdout and their variants)."""
+    strings: set[str] = set()
+    for name in SPLIT_NAMES:
+        for rec in world.splits[name]:
+            for v in rec.values():
+                strings.update(v if isinstance(v, list) else [v])
+    return strings
+
+
+def _forget_authors_and_attrs(world: World, forget: str) -> list[tuple[dict, str, dict]]:
+    """(author, attribute, perturbed item) for each row of forgetXX_perturbed, in order."""
+    k = world.config.qa_per_author
+    rows = world.splits[f"{forget}_perturbed"]
+    first = world.config.n_authors - len(rows) // k
+    attrs = ATTRIBUTES[:k]
+    return [(world.authors[first + j // k], attrs[j % k], row) for j, row in enumerate(rows)]
+
+
+def _eval_wrong_values(attr: str, author: dict, item: dict, pool: list[dict]) -> set[tuple]:
+    """The value tuples the evaluated perturbed answers of `item` use (so augmentation avoids them)."""
+    fields = ATTRIBUTE_FIELDS[attr]
+    templates = [t for t in AUTHOR_TEMPLATES[attr]["a"] if _fill(t, author) == item["paraphrased_answer"]]
+    wrong = set(item["perturbed_answer"])
+    used = set()
+    for other in pool:
+        values = tuple(other[f] for f in fields)
+        w = dict(zip(fields, values, strict=True))
+        if any(_fill(t, {**author, **w}) in wrong for t in templates):
+            used.add(values)
+    return used
+
+
+def _pick_values(attr: str, author: dict, pool: list[dict], k: int, avoid: set[tuple],
+                 rng: random.Random) -> list[dict]:
+    """Up to k distinct wrong value assignments from other authors, none in `avoid` nor the truth."""
+    fields = ATTRIBUTE_FIELDS[attr]
+    seen, picks = set(avoid) | {tuple(author[f] for f in fields)}, []
+    for other in rng.sample(pool, len(pool)):
+        values = tuple(other[f] for f in fields)
+        if values not in seen:
+            seen.add(values)
+            picks.append(dict(zip(fields, values, strict=True)))
+        if len(picks) == k:
+            break
+    return picks
+
+
+def world_augmentation(world: World, forget: str) -> tuple[list[dict], list[dict]]:
+    """(augmentation rows, validation rows) for a forget split (formats: data.augment's docstring and
+    TOFU's perturbed schema). A separate seeded generator, so the world's own files never change.
+
+    Augmentation: per forget question 3 paraphrased questions, 5 paraphrased answers and up to 4 wrong
+    answers (values from other authors, never those of the evaluated perturbed answers), all in
+    phrasings no evaluated split uses. Validation: the same facts asked and answered in one more
+    held-out phrasing, with 3 wrong answers, to choose an epoch without looking at the reported split.
+    """
+    rng = random.Random(f"augment-{world.seed}-{world.hash}-{forget}")
+    augment, validation = [], []
+    for author, attr, item in _forget_authors_and_attrs(world, forget):
+        qs, answers = AUGMENT_TEMPLATES[attr]["q"], AUGMENT_TEMPLATES[attr]["a"]
+        avoid = _eval_wrong_values(attr, author, item, world.authors)
+        wrong = _pick_values(attr, author, world.authors, N_AUGMENT_WRONG, avoid, rng)
+        augment.append({
+            "question": item["question"], "answer": item["answer"],
+            "paraphrased_questions": [_fill(q, author) for q in qs[1:]],
+            "paraphrased_answers": [_fill(a, author) for a in answers[1:]],
+            "perturbed_answers": [_fill(answers[1 + i % (len(answers) - 1)], {**author, **w})
+                                  for i, w in enumerate(wrong)],
+        })
+        held = _pick_values(attr, author, world.authors, N_VALIDATION_WRONG, set(), rng)
+        validation.append({
+            "question": _fill(qs[0], author), "answer": _fill(answers[0], author),
+            "paraphrased_answer": _fill(answers[0], author),
+            "perturbed_answer": [_fill(answers[0], {**author, **w}) for w in held],
+        })
+    evaluated = world_evaluated_strings(world)
+    for row, own in [(r, ("question", "answer")) for r in augment] + [(r, ()) for r in validation]:
+        texts = [v for key, v in row.items() if key not in own]  # augment rows name their forget QA
+        if {t for v in texts for t in (v if isinstance(v, list) else [v])} & evaluated:
+            raise ValueError(f"augmentation of {forget} repeats an evaluated string: {row['question']}")
+    return augment, validation

@@ -561,15 +561,20 @@ def score_holdout(model, tokenizer, data: str | Path, forget: str, max_samples: 
     return part
 
 
-def forget_quality_only(model, tokenizer, data: str | Path, forget: str, reference: dict,
-                        max_samples: int | None = None, batch_size: int = 16) -> float:
-    """Forget quality from the forget truth ratios alone (no generation): cheap enough for every epoch."""
-    rows = load_split(data, perturbed_split_for(forget), max_samples)
+def forget_truth_ratios(model, tokenizer, rows: list[dict], batch_size: int = 16) -> list[float]:
+    """Per-row forget truth-ratio scores min(R, 1/R) of perturbed-schema rows (no generation)."""
     questions = [r["question"] for r in rows]
     para = answer_nll(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], batch_size)
     pert = answer_nll_multi(model, tokenizer, questions, [r["perturbed_answer"] for r in rows], batch_size)
     ratios = truth_ratio_by_index(_vbi(_prob_entries(para)), _vbi(_multi_prob_entries(pert)))
-    scores = [v["score"] for v in ratios.values()]
+    return [v["score"] for v in ratios.values()]
+
+
+def forget_quality_only(model, tokenizer, data: str | Path, forget: str, reference: dict,
+                        max_samples: int | None = None, batch_size: int = 16) -> float:
+    """Forget quality from the forget truth ratios alone (no generation): cheap enough for every epoch."""
+    rows = load_split(data, perturbed_split_for(forget), max_samples)
+    scores = forget_truth_ratios(model, tokenizer, rows, batch_size)
     return float(ks_2samp(scores, tr_scores(reference)).pvalue)
 
 

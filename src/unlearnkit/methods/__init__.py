@@ -107,8 +107,9 @@ _SPECS: list[MethodSpec] = [
                {**_TOFU_TRAIN, "lr": 5e-5}, description="representation misdirection (WMDP)"),
     MethodSpec("uld", ULDTrainer,
                {"num_layers": None, "lora": {"r": 16, "alpha": 32, "dropout": 0.05}, "kl_weight": 5.0,
-                "kl_positions": "all", "augment": True, "perturbed_retain": True, "retain_size": None,
-                "weight": 0.8, "filter_factor": 1e-2, "select_best_epoch": True},
+                "kl_positions": "all", "augment_file": None, "augment_questions": True,
+                "augment_paraphrases": None, "augment_wrong": None, "retain_size": None,
+                "weight": 0.8, "filter_factor": 1e-2, "select_best_epoch": False, "validation_file": None},
                {**_TOFU_TRAIN, "lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1},
                description="unlearning from logit difference (trains a small assistant)"),
 ]
@@ -189,11 +190,14 @@ def build_trainer(
     perturbed_records: list[dict] | None = None,
     callbacks: list | None = None,
     refusals: list[str] | None = None,
+    augmentation: list[dict] | None = None,
 ) -> UnlearnTrainer:
     """The ready-to-train Trainer of a method (what `unlearn()` runs); `trainer.model` is what trains.
 
     Exposed for tests and custom loops. `output_dir` is the Trainer's scratch dir, where checkpoints go
     when settings.save_strategy is not "no". Seeds everything from the settings first.
+    `augmentation`: ULD's augmentation records (data.augment format), already cleaned of evaluated
+    strings; `trainer.train_dataset.seen_records()` lists what the trainer has seen so far.
     """
     spec = get_method(method)
     cls = spec.trainer_cls
@@ -204,7 +208,7 @@ def build_trainer(
     set_seed(settings.seed)
     counter = TruncationCounter()
     dataset = cls.build_dataset(forget, list(retain_records or []), tokenizer, params, settings, counter,
-                                refusals)
+                                refusals, augmentation)
     trained = cls.prepare_model(model, params, settings)
     output_dir = str(output_dir) if output_dir is not None else tempfile.mkdtemp(prefix="unlearnkit-")
     trainer = cls(model=trained, args=training_arguments(settings, output_dir), train_dataset=dataset,
@@ -228,12 +232,15 @@ def unlearn(
     refusals: list[str] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
+    augmentation: list[dict] | None = None,
 ) -> UnlearnResult:
     """Run one unlearning method on `model` and return the trained model and its training record.
 
     `train` overrides the method's default settings (a dict) or replaces them (a TrainSettings).
-    `perturbed_records` (a forgetXX_perturbed split) adds paraphrased/perturbed answers to the forget
-    records by question (ULD needs them). `callbacks` are transformers TrainerCallbacks; their
+    `perturbed_records` (a forgetXX_perturbed split) adds its fields to the forget records by question;
+    no method trains on its paraphrased/perturbed answers. `augmentation` is ULD's augmentation (records
+    of data.augment, cleaned of evaluated strings); the result's `train_records` lists every record the
+    trainer saw with its part. `callbacks` are transformers TrainerCallbacks; their
     on_epoch_end receives `model=` (for ULD the assistant), the hook for per-epoch evaluation.
     With `out_dir`, the final model (a LoRA adapter when LoRA is used; ULD: the assistant's adapter)
     is saved to out_dir/model and the record to out_dir/unlearn.json.
@@ -247,7 +254,8 @@ def unlearn(
     with tempfile.TemporaryDirectory(prefix="unlearnkit-") as scratch:
         trainer = build_trainer(method, model, tokenizer, forget_records, retain_records, params, settings,
                                 checkpoint_dir or scratch, perturbed_records,
-                                [timer, *extra_callbacks, *(callbacks or []), CheckpointMarker()], refusals)
+                                [timer, *extra_callbacks, *(callbacks or []), CheckpointMarker()], refusals,
+                                augmentation)
         guard = UpdateGuard(trainer.model)
         trainer.add_callback(guard)
         start = time.perf_counter()
@@ -275,6 +283,8 @@ def unlearn(
         log_history=list(trainer.state.log_history), epoch_seconds=timer.seconds, train_seconds=seconds,
         global_steps=trainer.state.global_step, trainable_params=trainable, total_params=total,
         truncated=trainer.truncation.truncated, out_dir=out, extra=extra,
+        train_records=trainer.train_dataset.seen_records() if hasattr(trainer.train_dataset, "seen_records")
+        else [],
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

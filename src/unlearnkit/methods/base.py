@@ -307,9 +307,18 @@ class UnlearnTrainer(Trainer):
         return model
 
     @classmethod
+    def training_parts(cls, forget: list[dict], retain: list[dict], params: dict, settings: TrainSettings,
+                       augmentation: list[dict] | None = None) -> dict[str, list[dict]]:
+        """The training records by part, as the dataset will hold them (checked by the leak guard)."""
+        return {"forget": list(forget), "retain": list(retain) if cls.needs_retain(params) else []}
+
+    @classmethod
     def build_dataset(cls, forget: list[dict], retain: list[dict], tokenizer, params: dict,
                       settings: TrainSettings, counter: TruncationCounter,
-                      refusals: list[str] | None = None) -> torch.utils.data.Dataset:
+                      refusals: list[str] | None = None,
+                      augmentation: list[dict] | None = None) -> torch.utils.data.Dataset:
+        if augmentation:
+            raise UnlearnError(f"method {cls.name} takes no augmentation file (only uld does): drop it")
         retain = retain if cls.needs_retain(params) else []
         if cls.needs_retain(params) and not retain:
             raise UnlearnError(f"method {cls.name} with retain_loss={params.get('retain_loss')} needs "
@@ -429,3 +438,4 @@ class UnlearnResult:
     truncated: int = 0
     out_dir: Any = None
     extra: dict = field(default_factory=dict)
+    train_records: list[dict] = field(default_factory=list)  # what the trainer saw, with each part

@@ -1,9 +1,10 @@
 """ULD (Ji et al. 2024): train a small assistant that knows only the forget set; subtract its logits.
 
 Only the assistant trains (LoRA on the target's first K layers, weights shared with the target, which
-stays untouched). Loss: L = CE_f + λ · KL(U ‖ p_a), CE_f on D'f (forget answers, plus paraphrases when
-augmenting) and the KL to the uniform distribution on D'r (retain answers and the forget questions'
-perturbed answers), so that the assistant is confident only about the forget answers (DESIGN §3).
+stays untouched). Loss: L = CE_f + λ · KL(U ‖ p_a), CE_f on D'f (forget answers, plus paraphrases from
+an augmentation file) and the KL to the uniform distribution on D'r (retain answers, plus the file's
+wrong answers to the forget questions), so that the assistant is confident only about the forget
+answers (DESIGN §3). The augmentation never comes from the evaluated split (see data.augment).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import torch
 
 from unlearnkit.data.formatting import IGNORE_INDEX
-from unlearnkit.data.unlearning import ForgetRetainDataset, uld_forget_records, uld_retain_records
+from unlearnkit.data.unlearning import ForgetRetainDataset, uld_parts
 from unlearnkit.errors import UnlearnError
 from unlearnkit.methods.base import TrainSettings, UnlearnTrainer, answer_ce_from_logits, forward_logits
 
@@ -60,12 +61,22 @@ class ULDTrainer(UnlearnTrainer):
         return build_assistant(model, params.get("num_layers"), lora, seed=settings.seed)
 
     @classmethod
-    def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None):
-        forget_records = uld_forget_records(forget, params.get("augment", True))
-        retain_records = uld_retain_records(forget, retain, params.get("perturbed_retain", True),
-                                            settings.seed, params.get("retain_size"))
-        return ForgetRetainDataset(forget_records, retain_records, tokenizer, settings.max_length,
-                                   settings.seed, None, counter)
+    def training_parts(cls, forget, retain, params, settings, augmentation=None):
+        return uld_parts(forget, retain, augmentation, settings.seed, params.get("retain_size"),
+                         params.get("augment_questions", True), params.get("augment_paraphrases"),
+                         params.get("augment_wrong"))
+
+    @classmethod
+    def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None,
+                      augmentation=None):
+        parts = cls.training_parts(forget, retain, params, settings, augmentation)
+        forget_side, retain_side = ("forget", "augment_forget"), ("retain", "augment_retain")
+        return ForgetRetainDataset(
+            [r for name in forget_side for r in parts[name]],
+            [r for name in retain_side for r in parts[name]],
+            tokenizer, settings.max_length, settings.seed, None, counter,
+            forget_parts=[name for name in forget_side for _ in parts[name]],
+            retain_parts=[name for name in retain_side for _ in parts[name]])
 
     def loss_terms(self, model, inputs):
         forget, retain = inputs["forget"], inputs["retain"]

@@ -74,14 +74,16 @@ class UOEMixin:
                 or float(params.get("retain_anchor_weight", 0.0)) > 0)
 
     @classmethod
-    def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None):
+    def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None,
+                      augmentation=None):
         if params.get("selection") == "contrast" and not retain:
             raise UnlearnError(f'{cls.name} with selection="contrast" needs retain examples to contrast '
                                'the forget affinity with: give a retain split or use selection="affinity"')
         if float(params.get("retain_anchor_weight", 0.0)) > 0 and not retain:
             raise UnlearnError(f"{cls.name} with retain_anchor_weight > 0 needs retain examples: give a "
                                "retain split or set retain_anchor_weight=0")
-        return super().build_dataset(forget, retain, tokenizer, params, settings, counter, refusals)
+        return super().build_dataset(forget, retain, tokenizer, params, settings, counter, refusals,
+                                     augmentation)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

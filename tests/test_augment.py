@@ -191,7 +191,7 @@ def test_run_refuses_an_overlapping_record_and_opt_out_is_recorded(micro_world, 
     out = tmp_path / "ablation"
     code, err = run_cli(capsys, "run", "--method", "gd", "--model", micro_world.target_dir, "--data", data,
                         "--forget", "forget10", "--out", out, "--no-eval", "--allow-eval-overlap",
-                        "train.max_steps=1")
+                        "train.max_steps=1", "train.warmup_ratio=0")
     assert code == 0, err
     record = json.loads((out / "run.json").read_text())
     assert record["eval_overlap"]["allowed"] and record["eval_overlap"]["overlapping_records"] == 1
@@ -251,7 +251,8 @@ def test_uld_run_trains_on_the_file_writes_train_data_and_keeps_the_last_epoch(m
         load_split(data, "forget05_perturbed"))
 
     code, err = run_cli(capsys, "run", "--method", "uld", "--model", micro_world.target_dir, "--data", data,
-                        "--forget", "forget05", "--out", tmp_path / "bare", "--no-eval", "train.max_steps=1")
+                        "--forget", "forget05", "--out", tmp_path / "bare", "--no-eval", "train.max_steps=1",
+                        "train.warmup_ratio=0")
     assert code == 0 and "no augmentation file" in " ".join(err.split()), err
     assert {r["part"] for r in jsonl(tmp_path / "bare" / "train_data.jsonl")} == {"forget", "retain"}
 

@@ -350,11 +350,12 @@ def _fill(template: str, author: dict) -> str:
     return template.format(**author, he=he, his=his, He=he.title(), His=his.title())
 
 
-def _wrong_values(attr: str, author: dict, pool: list[dict], k: int, rng: random.Random) -> list[dict]:
-    """k field assignments taken from other authors, all different from the truth and from each other."""
+def _wrong_values(attr: str, author: dict, pool: list[dict], k: int, rng: random.Random,
+                  avoid: set[tuple] = frozenset(), strict: bool = True) -> list[dict]:
+    """k field assignments taken from other authors, all different from the truth, from `avoid` and from
+    each other; fewer than k is an error when `strict`, else returns what there is."""
     fields = ATTRIBUTE_FIELDS[attr]
-    truth = tuple(author[f] for f in fields)
-    seen, picks = {truth}, []
+    seen, picks = set(avoid) | {tuple(author[f] for f in fields)}, []
     for other in rng.sample(pool, len(pool)):
         values = tuple(other[f] for f in fields)
         if values not in seen:
@@ -362,7 +363,9 @@ def _wrong_values(attr: str, author: dict, pool: list[dict], k: int, rng: random
             picks.append(dict(zip(fields, values, strict=True)))
         if len(picks) == k:
             return picks
-    raise ValueError(f"not enough distinct {attr!r} values for {k} perturbed answers")
+    if strict:
+        raise ValueError(f"not enough distinct {attr!r} values for {k} perturbed answers")
+    return picks
 
 
 def _author_items(author: dict, attrs: list[str], pool: list[dict], n_perturbed: int,
@@ -722,21 +725,6 @@ def _eval_wrong_values(attr: str, author: dict, item: dict, pool: list[dict]) ->
     return used
 
 
-def _pick_values(attr: str, author: dict, pool: list[dict], k: int, avoid: set[tuple],
-                 rng: random.Random) -> list[dict]:
-    """Up to k distinct wrong value assignments from other authors, none in `avoid` nor the truth."""
-    fields = ATTRIBUTE_FIELDS[attr]
-    seen, picks = set(avoid) | {tuple(author[f] for f in fields)}, []
-    for other in rng.sample(pool, len(pool)):
-        values = tuple(other[f] for f in fields)
-        if values not in seen:
-            seen.add(values)
-            picks.append(dict(zip(fields, values, strict=True)))
-        if len(picks) == k:
-            break
-    return picks
-
-
 def world_augmentation(world: World, forget: str) -> tuple[list[dict], list[dict]]:
     """(augmentation rows, validation rows) for a forget split (formats: data.augment's docstring and
     TOFU's perturbed schema). A separate seeded generator, so the world's own files never change.
@@ -751,7 +739,7 @@ def world_augmentation(world: World, forget: str) -> tuple[list[dict], list[dict
     for author, attr, item in _forget_authors_and_attrs(world, forget):
         qs, answers = AUGMENT_TEMPLATES[attr]["q"], AUGMENT_TEMPLATES[attr]["a"]
         avoid = _eval_wrong_values(attr, author, item, world.authors)
-        wrong = _pick_values(attr, author, world.authors, N_AUGMENT_WRONG, avoid, rng)
+        wrong = _wrong_values(attr, author, world.authors, N_AUGMENT_WRONG, rng, avoid, strict=False)
         augment.append({
             "question": item["question"], "answer": item["answer"],
             "paraphrased_questions": [_fill(q, author) for q in qs[1:]],
@@ -759,7 +747,7 @@ def world_augmentation(world: World, forget: str) -> tuple[list[dict], list[dict
             "perturbed_answers": [_fill(answers[1 + i % (len(answers) - 1)], {**author, **w})
                                   for i, w in enumerate(wrong)],
         })
-        held = _pick_values(attr, author, world.authors, N_VALIDATION_WRONG, set(), rng)
+        held = _wrong_values(attr, author, world.authors, N_VALIDATION_WRONG, rng, strict=False)
         validation.append({
             "question": _fill(qs[0], author), "answer": _fill(answers[0], author),
             "paraphrased_answer": _fill(answers[0], author),

@@ -114,6 +114,34 @@ def batch_token_stats(model, batch: dict[str, torch.Tensor], padding_side: str =
     return out
 
 
+def _score_pairs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_length: int,
+                 padding_side: str, callback: Callback, score_batch) -> list:
+    """score_batch(model, padded batch, padding_side) -> one value per row, for each (question, answer)
+    pair in input order; batches are length-sorted, a cut answer is warned about, the model's mode kept."""
+    if not pairs:
+        return []
+    counter = TruncationCounter()
+    feats = [encode_qa(tokenizer, q, a, max_length, counter) for q, a in pairs]
+    if counter.truncated:  # scored on a cut answer: say so rather than report a silently different number
+        warnings.warn(f"{counter.truncated}/{counter.total} answers cut at max_length={max_length} "
+                      f"(e.g. {counter.examples[0]!r}): raise max_length", stacklevel=2)
+    pad_id = _pad_id(tokenizer)
+    out: list = [None] * len(feats)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        for idx in _length_batches([len(f["input_ids"]) for f in feats], batch_size):
+            batch = pad_batch([feats[i] for i in idx], pad_id, padding_side)
+            for i, v in zip(idx, score_batch(model, batch, padding_side), strict=True):
+                out[i] = v
+            if callback is not None:
+                callback(len(idx))
+    finally:
+        if was_training:
+            model.train()
+    return out
+
+
 def answer_token_stats(
     model,
     tokenizer,
@@ -124,28 +152,8 @@ def answer_token_stats(
     callback: Callback = None,
 ) -> list[dict]:
     """`batch_token_stats` of each (question, answer) pair, in input order (length-sorted batches)."""
-    if not pairs:
-        return []
-    counter = TruncationCounter()
-    feats = [encode_qa(tokenizer, q, a, max_length, counter) for q, a in pairs]
-    if counter.truncated:
-        warnings.warn(f"{counter.truncated}/{counter.total} answers cut at max_length={max_length} "
-                      f"(e.g. {counter.examples[0]!r}): raise max_length", stacklevel=2)
-    pad_id = _pad_id(tokenizer)
-    out: list[dict] = [{}] * len(feats)
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
-        for idx in _length_batches([len(f["input_ids"]) for f in feats], batch_size):
-            batch = pad_batch([feats[i] for i in idx], pad_id, padding_side)
-            for i, v in zip(idx, batch_token_stats(model, batch, padding_side), strict=True):
-                out[i] = v
-            if callback is not None:
-                callback(len(idx))
-    finally:
-        if was_training:
-            model.train()
-    return out
+    return _score_pairs(model, tokenizer, pairs, batch_size, max_length, padding_side, callback,
+                        batch_token_stats)
 
 
 def answer_nll(
@@ -158,28 +166,8 @@ def answer_nll(
     callback: Callback = None,
 ) -> list[float]:
     """Average answer-token NLL (EOS counted) of each (question, answer) pair; prob = exp(-nll)."""
-    if not pairs:
-        return []
-    counter = TruncationCounter()
-    feats = [encode_qa(tokenizer, q, a, max_length, counter) for q, a in pairs]
-    if counter.truncated:  # scored on a cut answer: say so rather than report a silently different number
-        warnings.warn(f"{counter.truncated}/{counter.total} answers cut at max_length={max_length} "
-                      f"(e.g. {counter.examples[0]!r}): raise max_length", stacklevel=2)
-    pad_id = _pad_id(tokenizer)
-    out: list[float] = [0.0] * len(feats)
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
-        for idx in _length_batches([len(f["input_ids"]) for f in feats], batch_size):
-            batch = pad_batch([feats[i] for i in idx], pad_id, padding_side)
-            for i, v in zip(idx, batch_answer_nll(model, batch, padding_side).tolist(), strict=True):
-                out[i] = v
-            if callback is not None:
-                callback(len(idx))
-    finally:
-        if was_training:
-            model.train()
-    return out
+    return _score_pairs(model, tokenizer, pairs, batch_size, max_length, padding_side, callback,
+                        lambda m, batch, side: batch_answer_nll(m, batch, side).tolist())
 
 
 def answer_nll_multi(

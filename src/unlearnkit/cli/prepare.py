@@ -16,8 +16,8 @@ WORLD_PARTS = r"prepare\.json|data|tokenizer|(base|target|retain\d+)(\.tmp)?|\..
 @app.command("prepare")
 def prepare_cmd(
     preset: str = typer.Option("small", "--preset",
-                               help="micro (tests: ~1 CPU-minute, cannot show unlearning), mini (~2 "
-                                    "CPU-minutes, shows unlearning on forget10), small (demo), "
+                               help="micro (tests: ~1 CPU-minute, cannot show unlearning), mini (~90 "
+                                    "s, shows unlearning on forget10), small (demo), "
                                     "smollm2; MoE worlds: moe, moe-plain (no domain routing), moe-mixtral; "
                                     "on TOFU data (--data): tofu-smollm2, tofu-micro."),
     out: Path = typer.Option(..., "--out", help="Output directory (reused steps are kept)."),

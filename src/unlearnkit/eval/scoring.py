@@ -60,22 +60,26 @@ def batch_answer_nll(model, batch: dict[str, torch.Tensor], padding_side: str = 
     Only labelled positions go through the log-softmax: padded positions may hold NaN logits on some
     attention backends, and selecting (rather than multiplying by a mask) keeps them out of the sums.
     """
+    logp, targets, keep = _labelled_log_softmax(model, batch, padding_side)
+    token_nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    rows = keep.nonzero(as_tuple=True)[0]
+    sums = torch.zeros(keep.shape[0], dtype=torch.float32, device=keep.device).index_add_(0, rows, token_nll)
+    counts = keep.sum(-1)
+    return (sums / counts).cpu()
+
+
+def _labelled_log_softmax(model, batch: dict[str, torch.Tensor], padding_side: str):
+    """One forward: fp32 log-softmax at the labelled next-token positions only, their targets, and the
+    (rows, positions) mask of those positions."""
     device = _device(model)
-    input_ids = batch["input_ids"].to(device)
     attention_mask = batch["attention_mask"].to(device)
-    labels = batch["labels"].to(device)
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    kwargs = {"input_ids": batch["input_ids"].to(device), "attention_mask": attention_mask}
     if padding_side == "left":
         kwargs["position_ids"] = positions_from_mask(attention_mask)
     logits = model(**kwargs).logits[:, :-1, :]
-    targets = labels[:, 1:]
+    targets = batch["labels"].to(device)[:, 1:]
     keep = targets != IGNORE_INDEX
-    logp = F.log_softmax(logits[keep].float(), dim=-1)
-    token_nll = -logp.gather(-1, targets[keep].unsqueeze(-1)).squeeze(-1)
-    rows = keep.nonzero(as_tuple=True)[0]
-    sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=device).index_add_(0, rows, token_nll)
-    counts = keep.sum(-1)
-    return (sums / counts).cpu()
+    return F.log_softmax(logits[keep].float(), dim=-1), targets[keep], keep
 
 
 @torch.no_grad()
@@ -85,18 +89,7 @@ def batch_token_stats(model, batch: dict[str, torch.Tensor], padding_side: str =
     prediction), the token log-prob, the min-k++ z-score `(log p - mu) / sigma` under the predicted
     distribution, and whether the argmax is the label.
     """
-    device = _device(model)
-    input_ids = batch["input_ids"].to(device)
-    attention_mask = batch["attention_mask"].to(device)
-    labels = batch["labels"].to(device)
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if padding_side == "left":
-        kwargs["position_ids"] = positions_from_mask(attention_mask)
-    logits = model(**kwargs).logits[:, :-1, :]
-    targets = labels[:, 1:]
-    keep = targets != IGNORE_INDEX
-    logp_all = F.log_softmax(logits[keep].float(), dim=-1)
-    tgt = targets[keep]
+    logp_all, tgt, keep = _labelled_log_softmax(model, batch, padding_side)
     logp = logp_all.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
     probs = logp_all.exp()
     mu = (probs * logp_all).sum(-1)
@@ -105,7 +98,7 @@ def batch_token_stats(model, batch: dict[str, torch.Tensor], padding_side: str =
     match = logp_all.argmax(-1) == tgt
     rows = keep.nonzero(as_tuple=True)[0]
     out = []
-    for r in range(labels.shape[0]):
+    for r in range(keep.shape[0]):
         sel = rows == r
         lp, zz, mm = logp[sel].tolist(), z[sel].tolist(), match[sel].tolist()
         out.append({"avg_loss": float(-logp[sel].sum() / max(int(sel.sum()), 1)),

@@ -715,7 +715,9 @@ def test_sigint_interrupts_keeps_and_names_checkpoints_then_pickle_resume_is_ref
     assert len(lines) == 1 and f"checkpoints kept in {checkpoints}" in " ".join(err.split()), err
     assert not out.exists() and not list(tmp_path.glob(".run.partial-*"))
 
-    newest = max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    # the newest *complete* checkpoint: SIGINT may land while the next one is being written
+    newest = max((m.parent for m in checkpoints.glob(f"checkpoint-*/{CHECKPOINT_MARKER}")),
+                 key=lambda p: int(p.name.split("-")[1]))
     for other in checkpoints.glob("checkpoint-*"):
         if other != newest:
             shutil.rmtree(other)

@@ -167,10 +167,17 @@ def resolve_reference(cfg: RunConfig, out: Path, progress: ProgressFactory | Non
         if prompt_format is not None:
             tofu_eval.check_reference_format(path, prompt_format)
         return tofu_eval.load_reference(path)
-    model, tok = load_model_and_tokenizer(path, cfg.model.trust_remote_code, cfg.model.dtype)
-    set_prompt_format(tok, cfg.model.prompt_format, cfg.model.system_prompt)
+    model, tok = load_retain_model(cfg)
     evaluate(model, tok, cfg, out / "reference", f"retain ({path.name})", None, progress)
     return tofu_eval.load_reference(out / "reference")
+
+
+def load_retain_model(cfg: RunConfig):
+    """The --reference model directory, with its tokenizer in the run's prompt format."""
+    model, tok = load_model_and_tokenizer(Path(cfg.eval.reference).expanduser(), cfg.model.trust_remote_code,
+                                          cfg.model.dtype)
+    set_prompt_format(tok, cfg.model.prompt_format, cfg.model.system_prompt)
+    return model, tok
 
 
 def reference_kind(spec: str) -> str:
@@ -354,8 +361,7 @@ def load_validation(cfg: RunConfig, params: dict, data: RunData) -> list[dict] |
 
 def reference_validation_scores(cfg: RunConfig, rows: list[dict]) -> list[float]:
     """The retain model's truth-ratio scores on the validation rows (--reference is its model dir)."""
-    model, tok = load_model_and_tokenizer(Path(cfg.eval.reference).expanduser(), cfg.model.trust_remote_code,
-                                          cfg.model.dtype)
+    model, tok = load_retain_model(cfg)
     model.eval()
     return tofu_eval.forget_truth_ratios(model, tok, rows, cfg.eval.batch_size)
 
@@ -410,7 +416,6 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
     if cfg.eval.stop_at_forget_accuracy is not None and not is_mcq_world(cfg.data.data):
         raise UnlearnError(f"eval.stop_at_forget_accuracy needs a multiple-choice world (unlearn prepare "
                            f"--preset moe); {cfg.data.data} is TOFU data: drop the option")
-    check_out_spares_inputs(cfg)
 
 
 def run_inputs(cfg: RunConfig) -> dict[str, object]:
@@ -419,11 +424,6 @@ def run_inputs(cfg: RunConfig) -> dict[str, object]:
             "refusal_file": cfg.method.params.get("refusal_file"),
             "--augment-file": cfg.method.params.get("augment_file"),
             "validation_file": cfg.method.params.get("validation_file")}
-
-
-def check_out_spares_inputs(cfg: RunConfig) -> None:
-    """--out (replaced whole at the end, and with --overwrite) must not be or contain an input path."""
-    outputs.check_out_spares_inputs(cfg.out, run_inputs(cfg))
 
 
 @contextmanager

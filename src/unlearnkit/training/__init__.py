@@ -1,0 +1,2 @@
+"""Training machinery shared by every loop (unlearning methods, fine-tuning): settings, callbacks,
+checkpoints."""

@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from unlearnkit.errors import UnlearnError
-from unlearnkit.models.assistant import build_assistant, default_num_layers
+from unlearnkit.methods.uld.assistant import build_assistant, default_num_layers
 from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)

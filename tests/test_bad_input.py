@@ -220,9 +220,9 @@ def test_pickle_only_checkpoint(micro_world, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def uld_artifact(micro_world, tmp_path_factory) -> Path:
     """An (untrained) ULD artifact of the micro target: enough to check what loading it refuses."""
-    from unlearnkit.models.assistant import build_assistant
+    from unlearnkit.methods.uld.assistant import build_assistant
+    from unlearnkit.methods.uld.model import ULDModel
     from unlearnkit.models.loading import load_model_and_tokenizer
-    from unlearnkit.models.uld import ULDModel
 
     target, tok = load_model_and_tokenizer(micro_world.target_dir)
     uld = ULDModel.from_target(target, build_assistant(target, 1), target_path=str(micro_world.target_dir))

@@ -57,9 +57,9 @@ def test_requested_devices_and_dtypes_are_checked(no_accelerator):
 
 
 def test_apply_casts_a_uld_model_and_keeps_weights_shared(micro_world):
-    from unlearnkit.models.assistant import build_assistant
+    from unlearnkit.methods.uld.assistant import build_assistant
+    from unlearnkit.methods.uld.model import ULDModel
     from unlearnkit.models.loading import load_model_and_tokenizer
-    from unlearnkit.models.uld import ULDModel
 
     target, _ = load_model_and_tokenizer(micro_world.target_dir)
     uld = Placement.resolve("cpu", "bf16").apply(ULDModel.from_target(target, build_assistant(target, 1)))

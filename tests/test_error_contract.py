@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from unlearnkit.methods.base import CHECKPOINT_MARKER
+from unlearnkit.training.checkpoints import CHECKPOINT_MARKER
 
 # ------------------------------------------------------------------------------------------- helpers
 

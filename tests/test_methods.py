@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from helpers import qa_texts, word_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from unlearnkit.data.formatting import IGNORE_INDEX
 from unlearnkit.data.unlearning import ForgetRetainDataset, PairedCollator, load_refusals
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods import REGISTRY, build_trainer, get_method, list_methods, unlearn
+from unlearnkit.methods import build_trainer, get_method, list_methods, unlearn
 from unlearnkit.methods.rmu import control_vector
 from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
 
 # answers of different lengths, so batches are padded and per-token vs per-sample means differ
 NAMES = [("anna", "paris", "poems"), ("bob", "new york", "cats and dogs"),
@@ -150,7 +147,7 @@ def test_loss_equals_hand_computation(name, model, tok, batch, tmp_path):
     model.eval()
     with torch.no_grad():
         got = trainer.compute_loss(model, batch)
-        want = hand_total(name, model, ref, batch, trainer.params)
+        want = hand_total(name, model, ref, batch, trainer.params.to_dict())
     assert torch.isfinite(got)
     assert got.item() == pytest.approx(want.item(), rel=1e-4, abs=1e-5)
 
@@ -249,7 +246,7 @@ def test_lora_reference_is_the_base_without_adapters(model, tok, batch, tmp_path
     trainer.model.eval()
     with torch.no_grad():
         got = trainer.compute_loss(trainer.model, batch)
-        want = hand_total("npo_kl", trainer.model, ref, batch, trainer.params)
+        want = hand_total("npo_kl", trainer.model, ref, batch, trainer.params.to_dict())
     assert got.item() == pytest.approx(want.item(), rel=1e-4)
 
 
@@ -306,13 +303,6 @@ def test_bad_params_are_user_errors(model, tok):
         build_trainer("gd", model, tok, FORGET, RETAIN, {"retain_loss": "kl"}, TRAIN)
     with pytest.raises(UnlearnError, match="unknown training setting"):
         unlearn("ga", model, tok, FORGET, RETAIN, None, {"learning_rate": 1e-3})
-
-
-@pytest.mark.parametrize("name", BASELINES)
-def test_config_files_match_registry_defaults(name):
-    data = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
-    spec = REGISTRY[name]
-    assert data == {"method": {"name": name, "params": spec.params}, "train": spec.train}
 
 
 # ------------------------------------------------------------------ data

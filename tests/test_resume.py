@@ -17,7 +17,7 @@ import torch
 from helpers import run_cli
 from safetensors.torch import load_file
 
-from unlearnkit.methods.base import CHECKPOINT_MARKER
+from unlearnkit.training.checkpoints import CHECKPOINT_MARKER
 
 
 @pytest.fixture

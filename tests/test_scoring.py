@@ -181,8 +181,8 @@ def test_generation_cuts_at_first_eos(tok, llama):
 
 def test_uld_logit_difference_model_scores_and_generates(tok, llama):
     """ULD's z_t - w z_a model goes through the same padding-safe paths (forward + generate)."""
-    from unlearnkit.models.assistant import build_assistant
-    from unlearnkit.models.uld import ULDModel
+    from unlearnkit.methods.uld.assistant import build_assistant
+    from unlearnkit.methods.uld.model import ULDModel
 
     uld = ULDModel.from_target(llama, build_assistant(llama, num_layers=1), weight=0.8).eval()
     ref = answer_nll(uld, tok, PAIRS, batch_size=1)

@@ -33,8 +33,8 @@ def target(micro_world):
 @pytest.fixture(scope="module")
 def artifact(micro_world, target, tmp_path_factory):
     """A ULD artifact of the micro target (assistant K=1; LoRA A randomised so it is not the target)."""
-    from unlearnkit.models.assistant import build_assistant
-    from unlearnkit.models.uld import ULDModel
+    from unlearnkit.methods.uld.assistant import build_assistant
+    from unlearnkit.methods.uld.model import ULDModel
 
     model, tok = load_model_and_tokenizer(micro_world.target_dir)
     assistant = build_assistant(model, 1)
@@ -101,7 +101,7 @@ def test_uld_artifact_answers_like_unlearn_generate(artifact):
     from typer.testing import CliRunner
 
     from unlearnkit.cli import app
-    from unlearnkit.models.uld import load_uld
+    from unlearnkit.methods.uld.model import load_uld
 
     res = CliRunner().invoke(app, ["generate", "--model", str(artifact), QUESTION, "--max-new-tokens", "12"])
     assert res.exit_code == 0, res.output
@@ -190,7 +190,7 @@ def test_waiting_jobs_join_a_running_uld_batch(artifact):
     """Continuous batching: jobs queued while a batch decodes join it at the next step (their cache rows,
     target's and assistant's, left-padded and appended) and still get exactly their own greedy answer."""
     from unlearnkit.data.formatting import prompt_ids
-    from unlearnkit.models.uld import load_uld
+    from unlearnkit.methods.uld.model import load_uld
 
     uld, tok = load_uld(artifact, merge=True)
     engine = Engine(uld, tok, max_batch=8, start=False)

@@ -12,9 +12,8 @@ from transformers import PreTrainedTokenizerFast
 
 from unlearnkit.data.formatting import pad_batch, prompt_ids
 from unlearnkit.errors import UnlearnError
-from unlearnkit.models.assistant import build_assistant
-from unlearnkit.models.presets import build_preset
-from unlearnkit.models.uld import (
+from unlearnkit.methods.uld.assistant import build_assistant
+from unlearnkit.methods.uld.model import (
     CACHE_KEY,
     ULDConfig,
     ULDModel,
@@ -24,6 +23,7 @@ from unlearnkit.models.uld import (
     target_hash,
     uld_logits,
 )
+from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)
 WORDS = ("who what where when the author was born in paris london rome wrote books about cats dogs war "

@@ -11,10 +11,11 @@ from helpers import qa_texts, word_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from unlearnkit.data.formatting import IGNORE_INDEX
-from unlearnkit.data.unlearning import ForgetRetainDataset, PairedCollator, uld_parts
+from unlearnkit.data.unlearning import ForgetRetainDataset, PairedCollator
 from unlearnkit.errors import UnlearnError
 from unlearnkit.methods import build_trainer, unlearn
-from unlearnkit.methods.uld import uniform_kl, uniform_kl_positions
+from unlearnkit.methods.uld.data import uld_parts
+from unlearnkit.methods.uld.trainer import uniform_kl, uniform_kl_positions
 from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)

@@ -249,7 +249,7 @@ def _worker_decode(spec: dict) -> dict:
     target = placement.apply(target)
     models = {"target": target}
     if spec.get("artifact"):
-        from unlearnkit.models.uld import load_uld
+        from unlearnkit.methods.uld import load_uld
 
         models["uld"] = placement.apply(load_uld(spec["artifact"], target=target, merge=True)[0])
     for m in models.values():

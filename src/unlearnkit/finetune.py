@@ -23,9 +23,9 @@ from transformers.trainer_callback import PrinterCallback
 
 from unlearnkit.data.formatting import QACollator, TruncationCounter, encode_qa
 from unlearnkit.errors import UnlearnError
-from unlearnkit.guard import UpdateGuard
 from unlearnkit.outputs import replace_dir
 from unlearnkit.progress import TrainProgress, progress_bars
+from unlearnkit.training.guard import UpdateGuard
 
 
 @dataclass

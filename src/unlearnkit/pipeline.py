@@ -4,7 +4,8 @@ Output layout (DIR):
     config.yaml        the resolved config        run.json     method, timings, params, provenance
     train_data.jsonl   every record the trainer saw: question, answer, part (forget / retain /
                        augment_forget / augment_retain / refusal)
-    model/             the unlearned model: a save_pretrained dir, a LoRA adapter, or a ULD artifact
+    model/             the unlearned model: a save_pretrained dir, a LoRA adapter, or the method's own
+                       artifact (MethodRun.save)
     eval/              TOFU_EVAL.json, TOFU_SUMMARY.json/.md, generations (when evaluation is on);
                        MCQ_EVAL.json instead on a multiple-choice (moe) world
     reference/         the retain model's evaluation, when --reference named a model directory
@@ -27,17 +28,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from transformers import TrainerCallback
-
-from unlearnkit import outputs
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
-from unlearnkit.data.augment import drop_evaluated, eval_overlap, evaluated_strings, read_augmentation
+from unlearnkit.data.augment import eval_overlap
 from unlearnkit.data.formatting import get_prompt_format, set_prompt_format
 from unlearnkit.data.moe_world import read_jsonl
 from unlearnkit.data.tofu import (
     check_forget_retain,
     check_perturbed_rows,
-    load_perturbed_file,
     load_split,
     perturbed_split_for,
     retain_split_for,
@@ -54,20 +51,21 @@ from unlearnkit.eval.mcq import (
     write_mcq_eval,
 )
 from unlearnkit.eval.moe import RoutingMonitor, make_batches, write_routing
-from unlearnkit.guard import NoUpdateError
-from unlearnkit.methods import get_method, unlearn
-from unlearnkit.methods.base import drop_incomplete_checkpoints, find_checkpoint, save_model_atomic
+from unlearnkit.methods import Method, RunContext, get_method, unlearn
 from unlearnkit.models.loading import load_model_and_tokenizer
 from unlearnkit.models.moe import is_moe
-from unlearnkit.models.uld import ULDModel, check_weight_and_filter
 from unlearnkit.outputs import atomic_dir, check_out_dir, provenance, write_json
 from unlearnkit.progress import labelled
+from unlearnkit.training.checkpoints import (
+    checkpoint_dir_for,
+    find_checkpoint,
+    prepare_checkpoints,
+    tidy_checkpoints,
+)
+from unlearnkit.training.guard import NoUpdateError
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 Say = Callable[[str], None]
-CHECKPOINT_CONFIG = "unlearnkit_run.json"  # in <out>.checkpoints/: the config hash the checkpoints belong to
-BEST_STATE = "best_epoch.json"  # in a checkpoint: BestEpoch's history
-BEST_ADAPTER = "best_adapter.safetensors"  # in a checkpoint: BestEpoch's best adapter so far
 ROUTING_RECORDS = 64  # forget and retain records whose routing an MoE run tracks (diagnostics/)
 
 
@@ -220,100 +218,7 @@ def train_overrides(cfg: RunConfig) -> dict:
     return {k: v for k, v in config_to_dict(cfg.train).items() if v is not None}
 
 
-class BestEpoch(TrainerCallback):
-    """ULD's epoch choice on a held-out validation set: after each epoch, score forget quality on it
-    and keep the best adapter. Never the reported forget split (that would pick the epoch by the test).
-
-    `rows` are perturbed-schema validation rows (question, paraphrased_answer, perturbed_answer) and
-    `reference` the retain model's truth-ratio scores on them; each check costs two scoring passes.
-    """
-
-    def __init__(self, target, tokenizer, rows: list[dict], reference: list[float], weight: float,
-                 factor: float, batch_size: int = 16):
-        self.target, self.tokenizer, self.rows, self.reference = target, tokenizer, rows, reference
-        self.weight, self.factor, self.batch_size = weight, factor, batch_size
-        self.history: list[dict] = []
-        self.best: tuple[float, int, dict] | None = None
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        from peft import get_peft_model_state_dict
-        from scipy.stats import ks_2samp
-
-        uld = ULDModel.from_target(self.target, model, self.weight, self.factor)
-        was_training = model.training
-        model.eval()
-        scores = tofu_eval.forget_truth_ratios(uld, self.tokenizer, self.rows, self.batch_size)
-        fq = float(ks_2samp(scores, self.reference).pvalue)
-        model.train(was_training)
-        epoch = round(state.epoch)
-        self.history.append({"epoch": epoch, "validation_forget_quality": fq})
-        if self.best is None or fq >= self.best[0]:  # ties: the later, longer-trained epoch
-            state_dict = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-            self.best = (fq, epoch, state_dict)
-
-    def on_save(self, args, state, control, **kwargs):
-        """Into the checkpoint: the epoch history and the best adapter, so a resumed run picks the same."""
-        if not state.is_world_process_zero:
-            return
-        from safetensors.torch import save_file
-
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.best is not None:
-            save_file({k: v.contiguous() for k, v in self.best[2].items()}, folder / BEST_ADAPTER)
-        write_json(folder / BEST_STATE, {"history": self.history,
-                                         "best": list(self.best[:2]) if self.best else None})
-
-    def load(self, checkpoint: Path) -> None:
-        """Restore the state `on_save` wrote into a checkpoint (when resuming from it)."""
-        from safetensors.torch import load_file
-
-        path = Path(checkpoint) / BEST_STATE
-        if not path.is_file():
-            raise UnlearnError(f"checkpoint {checkpoint} has no {BEST_STATE}: it was not written by a ULD "
-                               "run with per-epoch selection; rerun without --resume")
-        saved = json.loads(path.read_text())
-        self.history = saved["history"]
-        if saved["best"] is not None:
-            fq, epoch = saved["best"]
-            self.best = (fq, epoch, load_file(Path(checkpoint) / BEST_ADAPTER))
-
-    def restore(self, model) -> int | None:
-        """Load the best epoch's adapter into `model`; returns that epoch."""
-        if self.best is None:
-            return None
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, self.best[2])
-        return self.best[1]
-
-
-def load_run_augmentation(cfg: RunConfig, params: dict, data: RunData, say: Say) -> tuple[list | None, dict]:
-    """ULD's augmentation from method.params.augment_file (or None: unaugmented, said in one line).
-
-    Answers equal to a paraphrased/perturbed answer of the evaluated split are dropped while reading
-    (kept only with data.allow_eval_overlap, for ablations); returns (records, run.json entry).
-    """
-    path = params.get("augment_file")
-    if not path:
-        say("ULD: no augmentation file (method.params.augment_file / --augment-file): training unaugmented, "
-            "D'f = the forget set")
-        return None, {"file": None}
-    rows = read_augmentation(path, cfg.data.forget)
-    dropped = None
-    if not cfg.data.allow_eval_overlap:
-        rows, dropped = drop_evaluated(rows, evaluated_strings(data.perturbed))
-    n_para = sum(len(r["paraphrased_answers"]) for r in rows)
-    n_wrong = sum(len(r["perturbed_answers"]) for r in rows)
-    first = f" (first: {dropped.first!r})" if dropped and dropped.first else ""
-    gone = f"; dropped {dropped.count} answers equal to evaluated strings{first}" if dropped else \
-        "; evaluated strings kept (data.allow_eval_overlap)"
-    say(f"ULD augmentation {path}: {len(rows)} questions, {n_para} paraphrased and {n_wrong} wrong answers"
-        f"{gone}")
-    return rows, {"file": str(path), "questions": len(rows), "paraphrased_answers": n_para,
-                  "wrong_answers": n_wrong, "dropped_evaluated": dropped.count if dropped else None}
-
-
-def check_eval_overlap(cfg: RunConfig, spec, params: dict, settings, data: RunData,
+def check_eval_overlap(cfg: RunConfig, spec: Method, params, settings, data: RunData,
                        augmentation: list[dict] | None) -> dict:
     """The leak guard: no training record (retain or augmentation part) may carry a paraphrased or
     perturbed answer of the evaluated forget split, unless data.allow_eval_overlap (then recorded)."""
@@ -338,75 +243,9 @@ def check_eval_overlap(cfg: RunConfig, spec, params: dict, settings, data: RunDa
     return entry
 
 
-def load_validation(cfg: RunConfig, params: dict, data: RunData) -> list[dict] | None:
-    """ULD's best-epoch validation rows (select_best_epoch), checked disjoint from the reported split."""
-    if not params.get("select_best_epoch"):
-        return None
-    path = params.get("validation_file")
-    if not path:
-        raise UnlearnError("select_best_epoch needs method.params.validation_file: held-out questions "
-                           "(e.g. data/forgetXX_validation.jsonl from unlearn prepare); the reported "
-                           "forget split never picks the epoch")
-    rows = load_perturbed_file(path)
-    questions = {r["question"] for r in data.perturbed}
-    evaluated = evaluated_strings(data.perturbed) | {r["answer"] for r in data.perturbed}
-    shared = [r for r in rows if r["question"] in questions
-              or ({r["paraphrased_answer"], *r["perturbed_answer"]} & evaluated)]
-    if shared:
-        raise UnlearnError(f"validation file {path} shares {len(shared)} rows with the reported split "
-                           f"{perturbed_split_for(cfg.data.forget)} (first: {shared[0]['question']!r}): "
-                           "the epoch must be chosen on held-out questions")
-    return rows
-
-
-def reference_validation_scores(cfg: RunConfig, rows: list[dict]) -> list[float]:
-    """The retain model's truth-ratio scores on the validation rows (--reference is its model dir)."""
-    model, tok = load_retain_model(cfg)
-    model.eval()
-    return tofu_eval.forget_truth_ratios(model, tok, rows, cfg.eval.batch_size)
-
-
-def checkpoint_dir_for(out: Path) -> Path:
-    """Where a run's Trainer checkpoints live: next to the output (which is built in a temp dir and
-    renamed at the end), so a killed run finds them again. Removed when the run succeeds."""
-    out = Path(out)
-    return out.parent / f"{out.name}.checkpoints"
-
-
-def prepare_checkpoints(cfg: RunConfig, ckpt: Path, enabled: bool) -> Path | None:
-    """The checkpoint to resume from (None: start fresh); refuses stale or foreign checkpoints."""
-    stamp = ckpt / CHECKPOINT_CONFIG
-    if not cfg.resume:
-        if ckpt.exists() and not cfg.overwrite:
-            raise UnlearnError(f"checkpoints of an interrupted run are in {ckpt}: pass --resume to continue "
-                               "it, or --overwrite to start over")
-        shutil.rmtree(ckpt, ignore_errors=True)
-    elif stamp.is_file():
-        saved = json.loads(stamp.read_text()).get("config_hash")
-        if saved != config_hash(cfg):
-            raise UnlearnError(f"checkpoints in {ckpt} come from a different config (hash {saved} vs "
-                               f"{config_hash(cfg)}): resume with the same config, or drop --resume")
-    if not enabled:
-        return None
-    ckpt.mkdir(parents=True, exist_ok=True)
-    write_json(stamp, {"config_hash": config_hash(cfg), "seed": cfg.seed})
-    drop_incomplete_checkpoints(ckpt)
-    return find_checkpoint(ckpt) if cfg.resume else None
-
-
-def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
-    """Checks that need no model, run before any loading: a bad value fails at once, not after training."""
-    if spec.name == "uld":
-        check_weight_and_filter(params["weight"], params["filter_factor"])
-        k = params.get("num_layers")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise UnlearnError(f"assistant num_layers={k} is out of range: use an integer >= 1 "
-                               "(at most the target's number of layers), or null for N/4")
-        if params.get("select_best_epoch") and not (cfg.eval.reference
-                                                    and reference_kind(cfg.eval.reference) == "model"):
-            raise UnlearnError("select_best_epoch scores forget quality on the validation file against the "
-                               "retain model: pass --reference as the retain model's directory, or keep "
-                               "the last epoch (select_best_epoch=false)")
+def check_run_inputs(cfg: RunConfig) -> None:
+    """Checks that need no model, run before any loading: a bad value fails at once, not after training.
+    (A method's own checks are its params' validation and its MethodRun.check.)"""
     if cfg.eval.enabled and cfg.eval.reference:
         if is_mcq_world(cfg.data.data):
             raise UnlearnError(f"--reference applies to TOFU data; {cfg.data.data} is a multiple-choice "
@@ -418,29 +257,23 @@ def check_run_inputs(cfg: RunConfig, spec, params: dict) -> None:
                            f"--preset moe); {cfg.data.data} is TOFU data: drop the option")
 
 
-def run_inputs(cfg: RunConfig) -> dict[str, object]:
-    """The paths a run reads, by flag: --out may not be, hold or lie inside any of them."""
+def run_inputs(cfg: RunConfig, spec: Method) -> dict[str, object]:
+    """The paths a run reads, by flag or parameter: --out may not be, hold or lie inside any of them."""
     return {"--model": cfg.model.model, "--data": cfg.data.data, "--reference": cfg.eval.reference,
-            "refusal_file": cfg.method.params.get("refusal_file"),
-            "--augment-file": cfg.method.params.get("augment_file"),
-            "validation_file": cfg.method.params.get("validation_file")}
+            **{key: cfg.method.params.get(key) for key in spec.params_cls.path_keys()}}
 
 
-@contextmanager
-def tidy_checkpoints(ckpt: Path):
-    """A run that fails before its first checkpoint leaves no OUT.checkpoints/ (the corrected command
-    would otherwise be refused as an interrupted run); one that has checkpoints keeps and names them."""
-    try:
-        yield
-    except BaseException as err:
-        if not is_main_process():
-            raise
-        if find_checkpoint(ckpt) is None:
-            shutil.rmtree(ckpt, ignore_errors=True)
-        elif isinstance(err, KeyboardInterrupt):
-            outputs.kept_on_interrupt().append(
-                f"checkpoints kept in {ckpt}; continue with the same command and --resume")
-        raise
+def run_context(cfg: RunConfig, say: Say) -> RunContext:
+    """What a method's hooks get from the run: config, notes, and the reference/scoring services."""
+
+    def truth_ratios(model, tokenizer, rows: list[dict]) -> list[float]:
+        return tofu_eval.forget_truth_ratios(model, tokenizer, rows, cfg.eval.batch_size)
+
+    def reference_is_model() -> bool:
+        return bool(cfg.eval.reference) and reference_kind(cfg.eval.reference) == "model"
+
+    return RunContext(cfg=cfg, say=say, reference_is_model=reference_is_model,
+                      load_retain_model=partial(load_retain_model, cfg), truth_ratios=truth_ratios)
 
 
 def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list | None = None,
@@ -455,54 +288,48 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     say = say or (lambda message: None)
     spec = get_method(cfg.method.name)
     out = Path(cfg.out)
-    check_out_dir(out, cfg.overwrite, run_inputs(cfg))
+    check_out_dir(out, cfg.overwrite, run_inputs(cfg, spec))
     init_distributed()
     params = spec.resolve_params(cfg.method.params)
-    check_run_inputs(cfg, spec, params)
+    ctx = run_context(cfg, say)
+    hooks = spec.start_run(params, ctx)
+    hooks.check()
+    check_run_inputs(cfg)
     train = {"max_length": cfg.data.max_length, "save_strategy": "epoch", **train_overrides(cfg)}
     batch, world = spec.train_settings(train).batch_size, int(os.environ.get("WORLD_SIZE", "1"))
     if batch % world:
         raise UnlearnError(f"train.batch_size={batch} must be a multiple of the {world} processes: "
                            "each step's batch is split across them")
-    data = load_run_data(cfg.data.data, cfg.data.forget, cfg.data.max_samples)
-    augmentation, augment_entry = load_run_augmentation(cfg, params, data, say) if spec.name == "uld" \
-        else (None, None)
+    data = ctx.data = load_run_data(cfg.data.data, cfg.data.forget, cfg.data.max_samples)
+    augmentation = hooks.load_data()
     overlap = check_eval_overlap(cfg, spec, params, spec.train_settings(train), data, augmentation)
-    validation = load_validation(cfg, params, data) if spec.name == "uld" else None
     mcq = is_mcq_world(cfg.data.data)
     forget_name = world_forget_domain(cfg.data.data) if mcq else cfg.data.forget
     model, tokenizer = load_model_and_tokenizer(cfg.model.model, cfg.model.trust_remote_code, cfg.model.dtype)
     set_prompt_format(tokenizer, cfg.model.prompt_format, cfg.model.system_prompt)
-    is_uld = spec.name == "uld"
+    ctx.model, ctx.tokenizer = model, tokenizer
     ckpt = checkpoint_dir_for(out)
     saving = train["save_strategy"] != "no"
-    resume_from = prepare_checkpoints(cfg, ckpt, saving) if is_main_process() else \
+    resume_from = prepare_checkpoints(ckpt, saving, resume=cfg.resume, overwrite=cfg.overwrite,
+                                      config_hash=config_hash(cfg), seed=cfg.seed) if is_main_process() else \
         (find_checkpoint(ckpt) if cfg.resume else None)
+    ctx.resume_from = resume_from
 
     # Under several processes only rank 0 writes the output; the others work in a scratch dir.
     writer = atomic_dir(out, cfg.overwrite) if is_main_process() else scratch_dir()
-    with tidy_checkpoints(ckpt), writer as tmp:
+    with tidy_checkpoints(ckpt, is_main_process()), writer as tmp:
         save_config(cfg, tmp)
         reference = resolve_reference(cfg, tmp, progress, get_prompt_format(tokenizer).describe()) \
             if cfg.eval.enabled else None
-        extra_callbacks = list(callbacks or [])
-        best = None
-        if validation is not None:
-            best = BestEpoch(model, tokenizer, validation, reference_validation_scores(cfg, validation),
-                             params["weight"], params["filter_factor"], cfg.eval.batch_size)
-            if resume_from is not None:
-                best.load(resume_from)
-            extra_callbacks.append(best)
+        extra_callbacks = list(callbacks or []) + hooks.callbacks()
         stop = None
         if cfg.eval.stop_at_forget_accuracy is not None:
-            wrap = partial(ULDModel.from_target, model, weight=params["weight"],
-                           filter_factor=params["filter_factor"]) if is_uld else None
             stop = ForgetAccuracyStop(tokenizer, load_domain_sets(cfg.data.data)[forget_name],
                                       cfg.eval.stop_at_forget_accuracy, cfg.eval.stop_check_steps,
-                                      cfg.eval.batch_size, wrap)
+                                      cfg.eval.batch_size, partial(hooks.inference_model, model))
             extra_callbacks.append(stop)
         monitor = None
-        if not is_uld and is_moe(model):
+        if hooks.monitors_routing and is_moe(model):
             monitor = RoutingMonitor(model, *(make_batches(tokenizer, records[:ROUTING_RECORDS],
                                                            cfg.eval.batch_size, cfg.data.max_length)
                                               for records in (data.forget, data.retain)))
@@ -521,7 +348,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             raise UnlearnError(f"{err}{kept}") from err
         record = {
             "method": result.method, "model": cfg.model.model, "data": cfg.data.data,
-            "forget": forget_name, "params": result.params, "train": config_to_dict(result.train),
+            "forget": forget_name, "params": result.params.to_dict(), "train": config_to_dict(result.train),
             "train_seconds": result.train_seconds, "epoch_seconds": result.epoch_seconds,
             "global_steps": result.global_steps, "trainable_params": result.trainable_params,
             "total_params": result.total_params, "truncated": result.truncated, "extra": result.extra,
@@ -529,35 +356,17 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             "eval_overlap": overlap, "train_records": len(result.train_records),
             **provenance(cfg.seed, config_hash(cfg)),
         }
-        if augment_entry is not None:
-            record["augmentation"] = augment_entry
         write_jsonl(tmp / "train_data.jsonl", result.train_records)
         if monitor is not None:
-            chosen = result.extra or {}
-            watched = (chosen["expert_layer"], chosen["expert"]) if "expert_layer" in chosen else None
-            routing = monitor.report(result.model, result.global_steps, watched)
+            routing = monitor.report(result.model, result.global_steps, hooks.watched_expert(result))
             write_routing(tmp / "diagnostics", routing)
             record["routing"] = {"watched": routing["watched"], "expert_share": routing["expert_share"],
                                  **{f"overlap_{part}": v["mean"] for part, v in routing["overlap"].items()}}
         if stop is not None:
             record["stopped_at_step"] = stop.stopped_at
             record["forget_accuracy_checks"] = stop.history
-        if is_uld:
-            if best is not None:
-                record["epoch_choice"] = {"rule": "best validation forget quality",
-                                          "validation_file": str(params["validation_file"]),
-                                          "validation_rows": len(validation),
-                                          "epoch": best.restore(result.model), "history": best.history}
-            else:
-                record["epoch_choice"] = {"rule": "last", "epoch": result.train.epochs}
-            final = ULDModel.from_target(model, result.model, params["weight"], params["filter_factor"],
-                                         target_path=str(Path(cfg.model.model).resolve())
-                                         if Path(cfg.model.model).is_dir() else cfg.model.model)
-            final.save_pretrained(tmp / "model", tokenizer=tokenizer)
-            final.merge_assistant()  # saved; from here on it only runs
-        else:
-            final = result.model
-            save_model_atomic(final, tmp / "model", tokenizer)
+        record.update(hooks.record(result))
+        final = hooks.save(result.model, tmp / "model")
         record["artifact_bytes"] = sum(f.stat().st_size for f in (tmp / "model").rglob("*") if f.is_file())
         if cfg.eval.enabled and mcq:
             final.eval()

@@ -159,7 +159,7 @@ class Engine:
     """Owns the model on one thread; decodes queued jobs in one continuously refilled batch."""
 
     def __init__(self, model, tokenizer, max_batch: int = DEFAULT_MAX_BATCH, start: bool = True):
-        from unlearnkit.models.uld import CACHE_KEY
+        from unlearnkit.models.layers import CACHE_KEY
 
         self.model, self.tokenizer, self.max_batch = model.eval(), tokenizer, max_batch
         self.cache_key = CACHE_KEY

@@ -106,6 +106,7 @@ def eval_cmd(
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     import torch
 
+    import unlearnkit.methods  # noqa: F401  (registers method artifacts, e.g. ULD's, with the loader)
     from unlearnkit.data.formatting import set_prompt_format
     from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer

@@ -16,9 +16,9 @@ def load_for_generation(model: str, target: str | None, weight: float | None,
 
     Models are placed by `placement` (models.device.Placement; default: the device policy's choice).
     """
+    from unlearnkit.methods.uld import is_uld_artifact, load_uld
     from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
-    from unlearnkit.models.uld import is_uld_artifact, load_uld
 
     placement = placement or Placement.resolve()
     if is_uld_artifact(model):

@@ -24,6 +24,7 @@ def mcq_cmd(
     """Accuracy by answer-option log-likelihood, per set; with --forget, also mean utility accuracy."""
     from rich.table import Table
 
+    import unlearnkit.methods  # noqa: F401  (registers method artifacts, e.g. ULD's, with the loader)
     from unlearnkit.eval.mcq import (
         evaluate_domains,
         is_mcq_world,

@@ -54,7 +54,7 @@ def check_out_flags(out: str | None, args: list[str]) -> None:
 
 
 def method_config(method: str) -> Path | None:
-    """The packaged configs/<method>.yaml holding the method's defaults, if there is one."""
+    """The packaged configs/<method>.yaml (the method's recipe choices beyond its defaults), if any."""
     from unlearnkit.methods import get_method
 
     path = CONFIG_DIR / f"{get_method(method).name}.yaml"

@@ -60,8 +60,8 @@ def serve_cmd(
     import torch
 
     from unlearnkit.cli.generate import load_for_generation
+    from unlearnkit.methods.uld import is_uld_artifact
     from unlearnkit.models.device import Placement
-    from unlearnkit.models.uld import is_uld_artifact
     from unlearnkit.serve import serve
 
     check_listen(host, port)  # before the model loads: a busy port fails in a second, not a minute

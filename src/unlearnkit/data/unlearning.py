@@ -1,4 +1,4 @@
-"""Forget/retain training data for unlearning: paired datasets, the paired collator, ULD's D'f and D'r.
+"""Forget/retain training data for unlearning: paired datasets and the paired collator.
 
 Every item pairs one forget example with one retain example so a batch holds both in equal numbers
 (as in open-unlearning's ForgetRetainDataset). The dataset's length is the forget set's; the retain
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from unlearnkit.data.augment import augmentation_parts
 from unlearnkit.data.formatting import TruncationCounter, encode_qa, pad_batch
 from unlearnkit.data.tofu import read_utf8
 from unlearnkit.errors import UnlearnError
@@ -163,42 +162,3 @@ def merge_perturbed(forget: list[dict], perturbed: list[dict]) -> list[dict]:
         extra = by_question.get(record["question"], {})
         merged.append({**extra, **record})
     return merged
-
-
-def retain_sample(retain: list[dict], n_forget: int, seed: int = 0,
-                  retain_size: int | str | None = None) -> list[dict]:
-    """ULD's retain pairs: a seeded sample of `retain`.
-
-    `retain_size` None takes |Df| retain pairs (the official code), "all" the whole retain set, an int
-    that many: the assistant is only pushed to uniform on the retain questions it sees, so a larger
-    sample keeps more of the retain set untouched by the subtraction (same cost per epoch).
-    """
-    if retain_size is None:
-        size = n_forget
-    elif retain_size == "all":
-        size = len(retain)
-    elif isinstance(retain_size, int) and not isinstance(retain_size, bool) and retain_size >= 0:
-        size = retain_size
-    else:
-        raise UnlearnError(f"ULD retain_size={retain_size!r} is not valid: use null (|Df|, the official "
-                           "choice), \"all\" or a number of retain examples >= 0")
-    order = list(range(len(retain)))
-    random.Random(seed).shuffle(order)
-    return [{"question": retain[i]["question"], "answer": retain[i]["answer"]} for i in order[:size]]
-
-
-def uld_parts(forget: list[dict], retain: list[dict], augmentation: list[dict] | None = None,
-              seed: int = 0, retain_size: int | str | None = None, use_questions: bool = True,
-              paraphrases: int | None = None, wrong: int | None = None) -> dict[str, list[dict]]:
-    """ULD's training data by part (DESIGN §3): D'f = forget + augment_forget, D'r = retain +
-    augment_retain. The augmentation (see data.augment) comes from a file of its own, never from the
-    evaluated split's paraphrased/perturbed answers; without one, D'f is the forget set alone."""
-    parts = {"forget": [{"question": r["question"], "answer": r["answer"]} for r in forget],
-             "retain": retain_sample(retain, len(forget), seed, retain_size),
-             "augment_forget": [], "augment_retain": []}
-    if augmentation:
-        parts |= augmentation_parts(augmentation, forget, use_questions, paraphrases, wrong)
-    if not parts["retain"] and not parts["augment_retain"]:
-        raise UnlearnError("ULD's retain set D'r is empty: give retain examples or an augmentation file "
-                           "with wrong answers")
-    return parts

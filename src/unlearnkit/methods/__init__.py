@@ -1,17 +1,18 @@
-"""Unlearning methods: a registry of name -> trainer class + default hyper-parameters, and `unlearn()`.
+"""Unlearning methods: the registry (name -> Method) and `unlearn()`, which runs one method.
 
-Defaults follow the papers / open-unlearning's TOFU configs (configs/<method>.yaml mirrors them; a
-test keeps the two in sync). An alias resolves to the same spec and results record the canonical name.
+A method is one module (or one package: uld/, uoe/) holding its parameter dataclass, its trainer and
+its `register(Method(...))` call; importing this package imports the built-in ones, and
+`registry.load_plugins()` third-party ones. Defaults follow the papers / open-unlearning's TOFU configs.
+An alias resolves to the same Method and results record the canonical name.
 """
 
+# ruff: noqa: I001  (the built-in methods are imported in registration order, after the registry)
 from __future__ import annotations
 
-import copy
-import difflib
 import pickle
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,122 +21,26 @@ from transformers import PrinterCallback, TrainingArguments, set_seed
 from unlearnkit.data.formatting import TruncationCounter
 from unlearnkit.data.unlearning import merge_perturbed
 from unlearnkit.errors import UnlearnError
-from unlearnkit.guard import UpdateGuard
-from unlearnkit.methods.base import (
-    CheckpointMarker,
-    EpochSaver,
-    EpochTimer,
-    TrainSettings,
-    UnlearnResult,
-    UnlearnTrainer,
-    count_params,
-    save_model_atomic,
+from unlearnkit.methods.base import LossParams, TrainSettings, UnlearnResult, UnlearnTrainer, count_params
+from unlearnkit.methods.params import MethodParams, param
+from unlearnkit.methods.registry import (
+    ALIASES,
+    REGISTRY,
+    Method,
+    MethodRun,
+    RunContext,
+    get_method,
+    list_methods,
+    load_plugins,
+    register,
 )
-from unlearnkit.methods.dpo import DPOTrainer
-from unlearnkit.methods.ga import GATrainer
-from unlearnkit.methods.gd import GDTrainer
-from unlearnkit.methods.kl import KLTrainer
-from unlearnkit.methods.npo import NPOTrainer
-from unlearnkit.methods.rmu import RMUTrainer
-from unlearnkit.methods.simnpo import SimNPOTrainer
-from unlearnkit.methods.uld import ULDTrainer
 from unlearnkit.outputs import write_json
+from unlearnkit.training.callbacks import CheckpointMarker, EpochSaver, EpochTimer
+from unlearnkit.training.checkpoints import save_model_atomic
+from unlearnkit.training.guard import UpdateGuard
 
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A registered method: trainer class, canonical name, default method params and train settings."""
-
-    name: str
-    trainer_cls: type[UnlearnTrainer]
-    params: dict
-    train: dict = field(default_factory=dict)
-    aliases: tuple[str, ...] = ()
-    description: str = ""
-
-    def resolve_params(self, overrides: dict | None) -> dict:
-        """Defaults overridden by `overrides`; an unknown key is an error naming the valid ones."""
-        unknown = sorted(set(overrides or {}) - set(self.params))
-        if unknown:
-            raise UnlearnError(f"unknown parameter(s) {unknown} for method {self.name}: "
-                               f"use {', '.join(sorted(self.params)) or 'none'}")
-        params = {**copy.deepcopy(self.params), **(overrides or {})}
-        beta = params.get("beta")
-        if "beta" in self.params and (isinstance(beta, bool) or not isinstance(beta, int | float)
-                                      or not beta > 0):
-            raise UnlearnError(f"method {self.name}: beta={beta} is out of range; the loss divides by "
-                               "beta, so use a number > 0 (default {})".format(self.params["beta"]))
-        return params
-
-    def train_settings(self, overrides: dict | TrainSettings | None = None) -> TrainSettings:
-        """The method's default TrainSettings overridden by a dict (a TrainSettings is taken as is)."""
-        if isinstance(overrides, TrainSettings):
-            return overrides
-        return TrainSettings.from_dict(overrides, TrainSettings.from_dict(self.train))
-
-
-_RETAIN = {"gamma": 1.0, "alpha": 1.0}
-# open-unlearning TOFU recipe: lr 1e-5, 10 epochs, 8 x 4 accumulation, wd 0.01, 1 warmup epoch of 10.
-_TOFU_TRAIN = {"lr": 1e-5, "epochs": 10, "batch_size": 8, "grad_accum": 4, "weight_decay": 0.01,
-               "warmup_ratio": 0.1}
-
-_SPECS: list[MethodSpec] = [
-    MethodSpec("ga", GATrainer, {"retain_loss": "none"}, _TOFU_TRAIN,
-               description="gradient ascent on the forget set"),
-    MethodSpec("gd", GDTrainer, {**_RETAIN, "retain_loss": "nll"}, _TOFU_TRAIN,
-               description="gradient ascent + retain NLL"),
-    MethodSpec("kl", KLTrainer, {**_RETAIN, "retain_loss": "kl"}, _TOFU_TRAIN, aliases=("ga_kl",),
-               description="gradient ascent + KL(ref || model) on retain"),
-    MethodSpec("npo", NPOTrainer, {"beta": 0.1, "retain_loss": "none"}, _TOFU_TRAIN,
-               description="negative preference optimization"),
-    MethodSpec("npo_gd", NPOTrainer, {"beta": 0.1, **_RETAIN, "retain_loss": "nll"}, _TOFU_TRAIN,
-               description="NPO + retain NLL"),
-    MethodSpec("npo_kl", NPOTrainer, {"beta": 0.1, **_RETAIN, "retain_loss": "kl"}, _TOFU_TRAIN,
-               description="NPO + KL on retain"),
-    MethodSpec("dpo", DPOTrainer, {"beta": 0.1, "retain_loss": "none", "refusal_file": None}, _TOFU_TRAIN,
-               aliases=("idk",), description="DPO preferring a refusal over the forget answer"),
-    MethodSpec("dpo_gd", DPOTrainer, {"beta": 0.1, **_RETAIN, "retain_loss": "nll", "refusal_file": None},
-               _TOFU_TRAIN, description="DPO/IdK + retain NLL"),
-    MethodSpec("dpo_kl", DPOTrainer, {"beta": 0.1, **_RETAIN, "retain_loss": "kl", "refusal_file": None},
-               _TOFU_TRAIN, description="DPO/IdK + KL on retain"),
-    MethodSpec("simnpo", SimNPOTrainer,
-               {"beta": 4.5, "delta": 0.0, "gamma": 0.125, "alpha": 1.0, "retain_loss": "nll"}, _TOFU_TRAIN,
-               description="reference-free length-normalised NPO + retain NLL"),
-    MethodSpec("rmu", RMUTrainer,
-               {"layer": None, "update_layers": None, "steering_coeff": None, "steering_scale": 4.0,
-                "gamma": 1.0, "alpha": 1000.0, "retain_loss": "embed"},
-               {**_TOFU_TRAIN, "lr": 5e-5}, description="representation misdirection (WMDP)"),
-    MethodSpec("uld", ULDTrainer,
-               {"num_layers": None, "lora": {"r": 16, "alpha": 32, "dropout": 0.05}, "kl_weight": 5.0,
-                "kl_positions": "all", "augment_file": None, "augment_questions": True,
-                "augment_paraphrases": None, "augment_wrong": None, "retain_size": None,
-                "weight": 0.8, "filter_factor": 1e-2, "select_best_epoch": False, "validation_file": None},
-               {**_TOFU_TRAIN, "lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1},
-               description="unlearning from logit difference (trains a small assistant)"),
-]
-REGISTRY: dict[str, MethodSpec] = {s.name: s for s in _SPECS}
-ALIASES: dict[str, str] = {a: s.name for s in _SPECS for a in s.aliases}
-
-from unlearnkit.methods.uoe import register_uoe  # noqa: E402  (uoe builds on the trainers above)
-
-register_uoe(REGISTRY, MethodSpec)
-
-
-def list_methods() -> list[str]:
-    """Canonical method names (aliases excluded)."""
-    return list(REGISTRY)
-
-
-def get_method(name: str) -> MethodSpec:
-    """The spec of a method or alias; an unknown name is an UnlearnError naming the closest one."""
-    key = name.strip().lower().replace("-", "_")
-    key = ALIASES.get(key, key)
-    if key in REGISTRY:
-        return REGISTRY[key]
-    known = list(REGISTRY) + list(ALIASES)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.0)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise UnlearnError(f"unknown method {name!r}: {hint}known methods: {', '.join(known)}")
+# The built-in methods register themselves when imported, in this order (list_methods() keeps it).
+from unlearnkit.methods import ga, gd, kl, npo, dpo, simnpo, rmu, uld, uoe  # noqa: E402,F401
 
 
 def cpu_only() -> bool:
@@ -184,7 +89,7 @@ def build_trainer(
     tokenizer,
     forget_records: list[dict],
     retain_records: list[dict] | None = None,
-    params: dict | None = None,
+    params: dict | MethodParams | None = None,
     train: TrainSettings | dict | None = None,
     output_dir: str | Path | None = None,
     perturbed_records: list[dict] | None = None,
@@ -224,7 +129,7 @@ def unlearn(
     tokenizer,
     forget_records: list[dict],
     retain_records: list[dict] | None = None,
-    params: dict | None = None,
+    params: dict | MethodParams | None = None,
     train: TrainSettings | dict | None = None,
     out_dir: str | Path | None = None,
     perturbed_records: list[dict] | None = None,
@@ -245,7 +150,7 @@ def unlearn(
     With `out_dir`, the final model (a LoRA adapter when LoRA is used; ULD: the assistant's adapter)
     is saved to out_dir/model and the record to out_dir/unlearn.json.
     With `checkpoint_dir` (and settings.save_strategy epoch/steps) Trainer checkpoints go there;
-    `resume_from` (a checkpoint-N folder, see methods.base.find_checkpoint) continues from one.
+    `resume_from` (a checkpoint-N folder, see training.checkpoints.find_checkpoint) continues from one.
     """
     out = Path(out_dir) if out_dir is not None else None
     timer = EpochTimer()
@@ -272,12 +177,8 @@ def unlearn(
     trained = trainer.model
     trained.eval()
     trainable, total = count_params(trained)
-    extra = {"steering_coeff": trainer.steering_coeff} if isinstance(trainer, RMUTrainer) else {}
-    if isinstance(trainer, ULDTrainer):
-        extra["num_layers"] = trained.get_base_model().config.num_hidden_layers
-    if hasattr(trainer, "extra_record"):  # UOE: the chosen expert; only its slice of fused tensors trains
-        extra.update(trainer.extra_record())
-        trainable = extra.get("trainable_params", trainable)
+    extra = trainer.extra_record()  # e.g. RMU's steering coefficient, UOE's chosen expert
+    trainable = extra.get("trainable_params", trainable)  # UOE: only a slice of fused tensors trains
     result = UnlearnResult(
         method=trainer.method_spec.name, model=trained, params=trainer.params, train=settings,
         log_history=list(trainer.state.log_history), epoch_seconds=timer.seconds, train_seconds=seconds,
@@ -293,9 +194,11 @@ def unlearn(
         record = {k: getattr(result, k) for k in ("method", "params", "log_history", "epoch_seconds",
                                                    "train_seconds", "global_steps", "trainable_params",
                                                    "total_params", "truncated", "extra")}
-        write_json(out / "unlearn.json", {**record, "train": asdict(settings)})
+        write_json(out / "unlearn.json",
+                   {**record, "params": result.params.to_dict(), "train": asdict(settings)})
     return result
 
 
-__all__ = ["ALIASES", "REGISTRY", "MethodSpec", "TrainSettings", "UnlearnResult", "UnlearnTrainer",
-           "build_trainer", "cpu_only", "get_method", "list_methods", "unlearn"]
+__all__ = ["ALIASES", "REGISTRY", "LossParams", "Method", "MethodParams", "MethodRun", "RunContext",
+           "TrainSettings", "UnlearnResult", "UnlearnTrainer", "build_trainer", "cpu_only", "get_method",
+           "list_methods", "load_plugins", "param", "register", "unlearn"]

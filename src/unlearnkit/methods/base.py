@@ -10,27 +10,27 @@ with adapters disabled (no copy), otherwise a deepcopy made before training.
 from __future__ import annotations
 
 import copy
-import json
-import shutil
-import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 from unlearnkit.data.formatting import IGNORE_INDEX, TruncationCounter
 from unlearnkit.data.unlearning import ForgetRetainDataset, PairedCollator, load_refusals
 from unlearnkit.errors import UnlearnError
-from unlearnkit.outputs import replace_dir, write_json
+from unlearnkit.methods.params import MethodParams, param
+from unlearnkit.training.callbacks import DatasetEpoch
 
 RETAIN_LOSSES = ("none", "nll", "kl")
 SAVE_STRATEGIES = ("no", "epoch", "steps")
-CHECKPOINT_MARKER = "unlearnkit_checkpoint.json"  # written last: a checkpoint without it is incomplete
+# open-unlearning TOFU recipe: lr 1e-5, 10 epochs, 8 x 4 accumulation, wd 0.01, 1 warmup epoch of 10;
+# a method's default training settings unless its Method(train=...) says otherwise.
+TOFU_TRAIN = {"lr": 1e-5, "epochs": 10, "batch_size": 8, "grad_accum": 4, "weight_decay": 0.01,
+              "warmup_ratio": 0.1}
 
 
 @dataclass
@@ -165,107 +165,33 @@ def wrap_lora(model: nn.Module, lora: dict, seed: int = 0, target_modules: Any =
         return get_peft_model(model, config)
 
 
-# ---------------------------------------------------------------- callbacks
+# ---------------------------------------------------------------- parameters and trainer
 
-class EpochTimer(TrainerCallback):
-    """Wall time of each epoch (seconds), for the benchmark's time/epoch."""
+@dataclass
+class LossParams(MethodParams):
+    """The open-unlearning total: loss = gamma * forget_loss + alpha * retain_loss (every
+    UnlearnTrainer reads these three; a method subclasses this and adds its own)."""
 
-    def __init__(self):
-        self.seconds: list[float] = []
-        self._start = None
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        if self._start is not None:
-            self.seconds.append(time.perf_counter() - self._start)
+    gamma: float = param(1.0, "weight of the forget loss")
+    alpha: float = param(1.0, "weight of the retain loss")
+    retain_loss: str = param("none", "retain term: none, nll (GD) or kl (KL to the original model); "
+                                     "the trainer says which it supports")
 
 
-class DatasetEpoch(TrainerCallback):
-    """Tells a ForgetRetainDataset the epoch (its retain pairing shifts each epoch).
+def check_beta(params) -> None:
+    """beta divides the loss (NPO, DPO, SimNPO): a number > 0."""
+    beta = params.beta
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
+        default = type(params).__dataclass_fields__["beta"].default
+        raise UnlearnError(f"beta={beta} is out of range; the loss divides by beta, so use a number > 0 "
+                           f"(default {default})")
 
-    accelerate calls dataset.set_epoch itself with one process but not when it shards batches across
-    several, which would pair different retain examples there; setting it here keeps them identical.
-    """
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.dataset.set_epoch(int((state.epoch or 0) + 1e-6))  # epoch k begins at state.epoch == k
-
-
-class EpochSaver(TrainerCallback):
-    """Saves the model (a LoRA adapter is megabytes) to out_dir/epoch-N after each epoch."""
-
-    def __init__(self, out_dir):
-        self.out_dir = out_dir
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        save_model_atomic(model, Path(self.out_dir) / f"epoch-{round(state.epoch)}")
-
-
-class CheckpointMarker(TrainerCallback):
-    """Marks a Trainer checkpoint complete, after every other callback's on_save has written into it.
-
-    The Trainer writes checkpoint-N file by file; a run killed mid-save leaves a folder that must not
-    be resumed from. `find_checkpoint` only accepts folders holding this marker. Add it last.
-    """
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            write_json(folder / CHECKPOINT_MARKER, {"global_step": state.global_step,
-                                                           "epoch": state.epoch})
-
-
-def find_checkpoint(checkpoint_dir) -> Path | None:
-    """The newest complete checkpoint-N folder (marker present and readable), or None."""
-    root = Path(checkpoint_dir)
-    found = []
-    for folder in root.glob("checkpoint-*") if root.is_dir() else ():
-        step = folder.name.removeprefix("checkpoint-")
-        if step.isdigit() and (folder / CHECKPOINT_MARKER).is_file():
-            try:
-                json.loads((folder / CHECKPOINT_MARKER).read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            found.append((int(step), folder))
-    return max(found)[1] if found else None
-
-
-def drop_incomplete_checkpoints(checkpoint_dir) -> None:
-    """Remove checkpoint folders newer than the last complete one (a kill mid-save leaves them)."""
-    last = find_checkpoint(checkpoint_dir)
-    last_step = int(last.name.removeprefix("checkpoint-")) if last else -1
-    for folder in Path(checkpoint_dir).glob("checkpoint-*"):
-        step = folder.name.removeprefix("checkpoint-")
-        if not step.isdigit() or int(step) > last_step:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def save_model_atomic(model: nn.Module, path, tokenizer=None) -> Path:
-    """save_pretrained (safetensors; a peft model saves only its adapter) into a temp dir, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    if tokenizer is not None and not is_peft(model):
-        tokenizer.save_pretrained(tmp)
-    replace_dir(tmp, path)
-    return path
-
-
-# ---------------------------------------------------------------- trainer
 
 class UnlearnTrainer(Trainer):
     """Trainer over {"forget", "retain", ...} batches; subclasses define `forget_loss`.
 
-    `params` holds the method's hyper-parameters: gamma (forget weight), alpha (retain weight),
-    retain_loss in none | nll | kl, plus the method's own (beta, ...).
+    `params` is the method's parameter dataclass (a LossParams: gamma, alpha, retain_loss, plus the
+    method's own such as beta), checked by `check_params` when the method resolves it.
     """
 
     name = "base"
@@ -274,17 +200,13 @@ class UnlearnTrainer(Trainer):
     # compute_loss returns a per-micro-batch mean: the Trainer divides it by the accumulation steps.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, params: dict | None = None, **kwargs):
+    def __init__(self, *args, params: MethodParams, **kwargs):
         super().__init__(*args, **kwargs)
-        self.params = dict(params or {})
-        retain_loss = self.params.get("retain_loss", "none")
-        if retain_loss not in self.retain_losses():
-            raise UnlearnError(f"retain_loss={retain_loss!r} is not supported by {self.name}: "
-                               f"use one of {', '.join(self.retain_losses())}")
+        self.params = params
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_counts: dict[str, int] = defaultdict(int)
         self.ref_model = None
-        if self.uses_reference() and not is_peft(self.model):
+        if self.uses_reference(self.params) and not is_peft(self.model):
             self.ref_model = make_reference(self.model, self.args.device)
         if hasattr(self.train_dataset, "set_epoch"):
             self.add_callback(DatasetEpoch(self.train_dataset))
@@ -296,24 +218,37 @@ class UnlearnTrainer(Trainer):
         return RETAIN_LOSSES
 
     @classmethod
-    def needs_retain(cls, params: dict) -> bool:
-        return params.get("retain_loss", "none") != "none"
+    def check_params(cls, params: MethodParams) -> None:
+        """Refuse parameter values this trainer cannot use (runs when the method resolves params)."""
+        if params.retain_loss not in cls.retain_losses():
+            raise UnlearnError(f"retain_loss={params.retain_loss!r} is not supported by {cls.name}: "
+                               f"use one of {', '.join(cls.retain_losses())}")
 
     @classmethod
-    def prepare_model(cls, model: nn.Module, params: dict, settings: TrainSettings) -> nn.Module:
+    def needs_retain(cls, params: MethodParams) -> bool:
+        return params.retain_loss != "none"
+
+    @classmethod
+    def uses_reference(cls, params: MethodParams) -> bool:
+        """The loss needs the frozen original model (NPO, DPO, or a KL retain term)."""
+        return cls.needs_reference or params.retain_loss == "kl"
+
+    @classmethod
+    def prepare_model(cls, model: nn.Module, params: MethodParams, settings: TrainSettings) -> nn.Module:
         """The model the Trainer trains: the target itself, or the target wrapped with LoRA."""
         if settings.lora:
             return wrap_lora(model, settings.lora, settings.seed)
         return model
 
     @classmethod
-    def training_parts(cls, forget: list[dict], retain: list[dict], params: dict, settings: TrainSettings,
+    def training_parts(cls, forget: list[dict], retain: list[dict], params: MethodParams,
+                       settings: TrainSettings,
                        augmentation: list[dict] | None = None) -> dict[str, list[dict]]:
         """The training records by part, as the dataset will hold them (checked by the leak guard)."""
         return {"forget": list(forget), "retain": list(retain) if cls.needs_retain(params) else []}
 
     @classmethod
-    def build_dataset(cls, forget: list[dict], retain: list[dict], tokenizer, params: dict,
+    def build_dataset(cls, forget: list[dict], retain: list[dict], tokenizer, params: MethodParams,
                       settings: TrainSettings, counter: TruncationCounter,
                       refusals: list[str] | None = None,
                       augmentation: list[dict] | None = None) -> torch.utils.data.Dataset:
@@ -321,10 +256,10 @@ class UnlearnTrainer(Trainer):
             raise UnlearnError(f"method {cls.name} takes no augmentation file (only uld does): drop it")
         retain = retain if cls.needs_retain(params) else []
         if cls.needs_retain(params) and not retain:
-            raise UnlearnError(f"method {cls.name} with retain_loss={params.get('retain_loss')} needs "
+            raise UnlearnError(f"method {cls.name} with retain_loss={params.retain_loss} needs "
                                "retain examples: give a retain split")
         if cls.uses_refusals and refusals is None:
-            refusals = load_refusals(params.get("refusal_file"))
+            refusals = load_refusals(params.refusal_file)
         return ForgetRetainDataset(forget, retain, tokenizer, settings.max_length, settings.seed,
                                    refusals if cls.uses_refusals else None, counter)
 
@@ -334,9 +269,6 @@ class UnlearnTrainer(Trainer):
         return PairedCollator(pad, "right")
 
     # -- reference model
-
-    def uses_reference(self) -> bool:
-        return self.needs_reference or self.params.get("retain_loss") == "kl"
 
     @torch.no_grad()
     def reference_logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -362,7 +294,7 @@ class UnlearnTrainer(Trainer):
         """NLL (GD) or KL(π_ref ‖ π_θ) (KL) on the retain batch."""
         batch = inputs["retain"]
         logits = forward_logits(model, batch)
-        if self.params.get("retain_loss") == "kl":
+        if self.params.retain_loss == "kl":
             return retain_kl_from_logits(logits, self.reference_logits(model, batch), batch["labels"]), {}
         return answer_ce_from_logits(logits, batch["labels"]), {}
 
@@ -370,12 +302,12 @@ class UnlearnTrainer(Trainer):
         """All loss terms; "loss" = gamma * forget_loss + alpha * retain_loss."""
         forget, terms = self.forget_loss(model, inputs)
         terms["forget_loss"] = forget
-        loss = self.params.get("gamma", 1.0) * forget
-        if self.params.get("retain_loss", "none") != "none":
+        loss = self.params.gamma * forget
+        if self.params.retain_loss != "none":
             retain, extra = self.retain_loss(model, inputs)
             terms.update(extra)
             terms["retain_loss"] = retain
-            loss = loss + self.params.get("alpha", 1.0) * retain
+            loss = loss + self.params.alpha * retain
         terms["loss"] = loss
         return terms
 
@@ -393,6 +325,10 @@ class UnlearnTrainer(Trainer):
                     self._term_sums[key] += float(value.detach())
                     self._term_counts[key] += 1
         return (loss, None) if return_outputs else loss
+
+    def extra_record(self) -> dict:
+        """What the method adds to its training record (UnlearnResult.extra) after training."""
+        return {}
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds the mean of each loss term since the last log to the Trainer's training logs."""
@@ -427,7 +363,7 @@ class UnlearnResult:
 
     method: str
     model: nn.Module
-    params: dict
+    params: MethodParams
     train: TrainSettings
     log_history: list[dict]
     epoch_seconds: list[float]

@@ -6,10 +6,20 @@ y_w a refusal ("I don't know" variants) and y_l the forget answer. dpo_gd / dpo_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from unlearnkit.methods.base import UnlearnTrainer, forward_logits, sequence_logprob_from_logits
+from unlearnkit.methods.base import (
+    LossParams,
+    UnlearnTrainer,
+    check_beta,
+    forward_logits,
+    sequence_logprob_from_logits,
+)
+from unlearnkit.methods.params import param
+from unlearnkit.methods.registry import Method, register
 
 
 def dpo_loss(logp_w: torch.Tensor, ref_w: torch.Tensor, logp_l: torch.Tensor, ref_l: torch.Tensor,
@@ -31,5 +41,34 @@ class DPOTrainer(UnlearnTrainer):
     def forget_loss(self, model, inputs):
         logp_w, ref_w = self._logps(model, inputs["forget_idk"])
         logp_l, ref_l = self._logps(model, inputs["forget"])
-        loss = dpo_loss(logp_w, ref_w, logp_l, ref_l, self.params.get("beta", 0.1))
+        loss = dpo_loss(logp_w, ref_w, logp_l, ref_l, self.params.beta)
         return loss, {"refusal_logp": logp_w.mean(), "forget_logp": logp_l.mean()}
+
+
+@dataclass
+class DPOParams(LossParams):
+    """open-unlearning's IdK-DPO: beta 0.1, gamma 1, alpha 1, the built-in refusals."""
+
+    beta: float = param(0.1, "inverse temperature (> 0; the loss divides by it)")
+    refusal_file: str | None = param(None, "text file with one refusal answer per line (null: built-in "
+                                           "refusals)", path=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_beta(self)
+
+
+@dataclass
+class DPOGDParams(DPOParams):
+    retain_loss: str = param("nll", "retain term: none, nll or kl")
+
+
+@dataclass
+class DPOKLParams(DPOParams):
+    retain_loss: str = param("kl", "retain term: none, nll or kl")
+
+
+register(Method("dpo", DPOTrainer, DPOParams, aliases=("idk",),
+                description="DPO preferring a refusal over the forget answer"))
+register(Method("dpo_gd", DPOTrainer, DPOGDParams, description="DPO/IdK + retain NLL"))
+register(Method("dpo_kl", DPOTrainer, DPOKLParams, description="DPO/IdK + KL on retain"))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from unlearnkit.methods.base import UnlearnTrainer, answer_ce
+from unlearnkit.methods.base import LossParams, UnlearnTrainer, answer_ce
+from unlearnkit.methods.registry import Method, register
 
 
 def ga_loss(forget_nll: torch.Tensor) -> torch.Tensor:
@@ -20,3 +23,11 @@ class GATrainer(UnlearnTrainer):
     def forget_loss(self, model, inputs):
         nll = answer_ce(model, inputs["forget"])
         return ga_loss(nll), {"forget_nll": nll}
+
+
+@dataclass
+class GAParams(LossParams):
+    """GA: the forget term alone (retain_loss=none)."""
+
+
+register(Method("ga", GATrainer, GAParams, description="gradient ascent on the forget set"))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from unlearnkit.methods.base import LossParams
 from unlearnkit.methods.ga import GATrainer, ga_loss
+from unlearnkit.methods.params import param
+from unlearnkit.methods.registry import Method, register
 
 
 def gd_loss(forget_nll: torch.Tensor, retain_nll: torch.Tensor, gamma: float = 1.0,
@@ -19,3 +24,11 @@ class GDTrainer(GATrainer):
     @classmethod
     def retain_losses(cls) -> tuple[str, ...]:
         return ("nll",)
+
+
+@dataclass
+class GDParams(LossParams):
+    retain_loss: str = param("nll", "retain term: nll (the only one GD supports)")
+
+
+register(Method("gd", GDTrainer, GDParams, description="gradient ascent + retain NLL"))

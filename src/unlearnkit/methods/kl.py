@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from unlearnkit.methods.base import retain_kl_from_logits
+from unlearnkit.methods.base import LossParams, retain_kl_from_logits
 from unlearnkit.methods.ga import GATrainer, ga_loss
+from unlearnkit.methods.params import param
+from unlearnkit.methods.registry import Method, register
 
 
 def kl_loss(forget_nll: torch.Tensor, logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor,
@@ -20,3 +24,12 @@ class KLTrainer(GATrainer):
     @classmethod
     def retain_losses(cls) -> tuple[str, ...]:
         return ("kl",)
+
+
+@dataclass
+class KLParams(LossParams):
+    retain_loss: str = param("kl", "retain term: kl (the only one GA+KL supports)")
+
+
+register(Method("kl", KLTrainer, KLParams, aliases=("ga_kl",),
+                description="gradient ascent + KL(ref || model) on retain"))

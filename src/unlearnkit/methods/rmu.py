@@ -10,12 +10,16 @@ the first forget batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TrainSettings, UnlearnTrainer, is_peft, wrap_lora
-from unlearnkit.models.assistant import decoder_layers
+from unlearnkit.methods.base import TOFU_TRAIN, LossParams, TrainSettings, UnlearnTrainer, is_peft, wrap_lora
+from unlearnkit.methods.params import param
+from unlearnkit.methods.registry import Method, register
+from unlearnkit.models.layers import decoder_layers
 
 
 def activation_mse(act: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -47,13 +51,13 @@ def default_layer(n_layers: int) -> int:
     return min(max(0, round(7 * n_layers / 32)), max(0, n_layers - 2))
 
 
-def resolve_layers(n_layers: int, params: dict) -> tuple[int, list[int]]:
+def resolve_layers(n_layers: int, params: RMUParams) -> tuple[int, list[int]]:
     """(steered layer, updated layers) from params, validated against the model's depth."""
-    layer = params.get("layer")
+    layer = params.layer
     layer = default_layer(n_layers) if layer is None else int(layer)
     if not 0 <= layer < n_layers:
         raise UnlearnError(f"rmu layer={layer} is out of range: the model has {n_layers} layers (0-indexed)")
-    update = params.get("update_layers")
+    update = params.update_layers
     update = [i for i in (layer - 2, layer - 1, layer) if i >= 0] if update is None else list(update)
     bad = [i for i in update if not 0 <= int(i) < n_layers]
     if bad or not update:
@@ -94,6 +98,20 @@ def layer_activations(model: nn.Module, layer: nn.Module, batch: dict[str, torch
     return capture(model, layer, batch)
 
 
+@dataclass
+class RMUParams(LossParams):
+    """WMDP's RMU as in open-unlearning: alpha 1000 on the retain activations, gamma 1."""
+
+    layer: int | None = param(None, "steered layer (null: round(7N/32), WMDP's layer 7 of 32)")
+    update_layers: list[int] | None = param(None, "layers whose mlp.down_proj trains (null: layer-2..layer)")
+    steering_coeff: float | None = param(None, "c (null: steering_scale x the frozen model's mean "
+                                               "activation norm at the layer on the first forget batch)")
+    steering_scale: float = param(4.0, "multiple of the activation norm used when steering_coeff is null")
+    gamma: float = param(1.0, "weight of the forget (steering) MSE")
+    alpha: float = param(1000.0, "weight of the retain activation MSE")
+    retain_loss: str = param("embed", "retain term: embed (activations held at the frozen model's)")
+
+
 class RMUTrainer(UnlearnTrainer):
     name = "rmu"
     needs_reference = True
@@ -103,11 +121,11 @@ class RMUTrainer(UnlearnTrainer):
         return ("embed",)
 
     @classmethod
-    def needs_retain(cls, params: dict) -> bool:
+    def needs_retain(cls, params) -> bool:
         return True
 
     @classmethod
-    def prepare_model(cls, model, params: dict, settings: TrainSettings):
+    def prepare_model(cls, model, params, settings: TrainSettings):
         """Only layers[i].mlp.down_proj of the updated layers train (or carry LoRA)."""
         layers = decoder_layers(model)
         _, update = resolve_layers(len(layers), params)
@@ -125,7 +143,7 @@ class RMUTrainer(UnlearnTrainer):
         super().__init__(*args, **kwargs)
         base = self.model.get_base_model() if is_peft(self.model) else self.model
         self.layer_index, self.update_layers = resolve_layers(len(decoder_layers(base)), self.params)
-        self.steering_coeff = self.params.get("steering_coeff")
+        self.steering_coeff = self.params.steering_coeff
         self.control_vec = None
 
     def _layer(self, model: nn.Module) -> nn.Module:
@@ -152,7 +170,7 @@ class RMUTrainer(UnlearnTrainer):
                 ref = self.reference_activations(model, batch).float()
                 mask = batch["labels"] != -100
                 norm = ref.norm(dim=-1)[mask].mean()
-                self.steering_coeff = float(self.params.get("steering_scale", 4.0) * norm)
+                self.steering_coeff = float(self.params.steering_scale * norm)
             self.control_vec = control_vector(act.shape[-1], float(self.steering_coeff), self.args.seed)
         return self.control_vec.to(device=act.device, dtype=torch.float32)
 
@@ -168,3 +186,10 @@ class RMUTrainer(UnlearnTrainer):
         act = layer_activations(model, self._layer(model), batch)
         ref = self.reference_activations(model, batch)
         return activation_mse(act, ref, batch["labels"] != -100), {}
+
+    def extra_record(self) -> dict:
+        return {**super().extra_record(), "steering_coeff": self.steering_coeff}
+
+
+register(Method("rmu", RMUTrainer, RMUParams, train={**TOFU_TRAIN, "lr": 5e-5},
+                description="representation misdirection (WMDP)"))

@@ -1,1 +1,1 @@
-"""Models: loading, tiny presets, the ULD assistant and logit-difference model."""
+"""Models: loading (plus artifact loaders methods register), tiny presets, layer lookup, MoE helpers."""

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,6 +27,18 @@ from unlearnkit.models.presets import DENSE_PRESETS, build_preset
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Saved models that are not plain HF models (ULD's target - w * assistant) are recognised and loaded by
+# the method that writes them: it registers (is_artifact(path), load(path, trust_remote_code)) here
+# when imported (`import unlearnkit.methods` registers the built-in ones), so models/ never imports it.
+ARTIFACT_LOADERS: list[tuple[Callable[[Path], bool], Callable[[Path, bool], tuple]]] = []
+
+
+def register_artifact_loader(is_artifact: Callable[[Path], bool],
+                             load: Callable[[Path, bool], tuple]) -> None:
+    """Let `load_model_and_tokenizer` load a method's artifact directories: `load(path,
+    trust_remote_code)` returns (model, tokenizer) ready to run."""
+    if (is_artifact, load) not in ARTIFACT_LOADERS:
+        ARTIFACT_LOADERS.append((is_artifact, load))
 
 
 def cache_dir() -> Path:
@@ -67,6 +80,9 @@ def check_remote_code(path: Path, trust_remote_code: bool) -> None:
                            "model folder") from None
     if not isinstance(config, dict):
         raise UnlearnError(f"{path / 'config.json'} is not a model config (a JSON object)")
+    if str(config.get("model_type", "")).startswith("unlearnkit-"):  # a method artifact's decoy config
+        raise UnlearnError(f"{path}: {config['model_type']} (no loader registered for it: import "
+                           "unlearnkit.methods first)")
     if not trust_remote_code and config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING:
         raise UnlearnError(f"{path} needs its own code to load (config.json auto_map, model_type "
                            f"{config.get('model_type')!r}): pass --trust-remote-code if you trust it; "
@@ -183,17 +199,16 @@ def load_model_and_tokenizer(
     tokenizer: PreTrainedTokenizerBase | str | Path | None = None,
     seed: int = 0,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Resolve a model spec: a local directory (plain HF model or ULD artifact), a .gguf file,
-    `smollm2-135m`, or a preset name (randomly initialised with `seed`; needs `tokenizer`, a tokenizer
-    or its directory).
+    """Resolve a model spec: a local directory (plain HF model, or a registered method artifact such as
+    ULD's), a .gguf file, `smollm2-135m`, or a preset name (randomly initialised with `seed`; needs
+    `tokenizer`, a tokenizer or its directory).
     """
     spec_str = str(spec)
     path = Path(spec_str).expanduser()
     if path.is_dir():
-        if (path / "uld_config.json").is_file():
-            from unlearnkit.models.uld import load_uld
-
-            return load_uld(path, trust_remote_code=trust_remote_code, merge=True)  # loaded to run, not train
+        for is_artifact, load in ARTIFACT_LOADERS:
+            if is_artifact(path):
+                return load(path, trust_remote_code)
         return load_hf_dir(path, trust_remote_code, dtype)
     if spec_str == SMOLLM2:
         return load_hf_dir(smollm2_dir(), False, dtype)

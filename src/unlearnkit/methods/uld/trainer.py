@@ -4,7 +4,7 @@ Only the assistant trains (LoRA on the target's first K layers, weights shared w
 stays untouched). Loss: L = CE_f + λ · KL(U ‖ p_a), CE_f on D'f (forget answers, plus paraphrases from
 an augmentation file) and the KL to the uniform distribution on D'r (retain answers, plus the file's
 wrong answers to the forget questions), so that the assistant is confident only about the forget
-answers (DESIGN §3). The augmentation never comes from the evaluated split (see data.augment).
+answers (docs/design.md, ULD). The augmentation never comes from the evaluated split (see data.augment).
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import math
 import torch
 
 from unlearnkit.data.formatting import IGNORE_INDEX
-from unlearnkit.data.unlearning import ForgetRetainDataset, uld_parts
+from unlearnkit.data.unlearning import ForgetRetainDataset
 from unlearnkit.errors import UnlearnError
 from unlearnkit.methods.base import TrainSettings, UnlearnTrainer, answer_ce_from_logits, forward_logits
+from unlearnkit.methods.uld.assistant import build_assistant
+from unlearnkit.methods.uld.data import uld_parts
 
 KL_POSITIONS = ("all", "answer")
 
@@ -50,21 +52,25 @@ class ULDTrainer(UnlearnTrainer):
     name = "uld"
 
     @classmethod
-    def needs_retain(cls, params: dict) -> bool:
+    def check_params(cls, params) -> None:
+        """ULDParams validate themselves (there is no retain_loss choice)."""
+
+    @classmethod
+    def needs_retain(cls, params) -> bool:
         return True
 
     @classmethod
-    def prepare_model(cls, model, params: dict, settings: TrainSettings):
-        from unlearnkit.models.assistant import build_assistant
+    def uses_reference(cls, params) -> bool:
+        return False
 
-        lora = settings.lora or params.get("lora")
-        return build_assistant(model, params.get("num_layers"), lora, seed=settings.seed)
+    @classmethod
+    def prepare_model(cls, model, params, settings: TrainSettings):
+        return build_assistant(model, params.num_layers, settings.lora or params.lora, seed=settings.seed)
 
     @classmethod
     def training_parts(cls, forget, retain, params, settings, augmentation=None):
-        return uld_parts(forget, retain, augmentation, settings.seed, params.get("retain_size"),
-                         params.get("augment_questions", True), params.get("augment_paraphrases"),
-                         params.get("augment_wrong"))
+        return uld_parts(forget, retain, augmentation, settings.seed, params.retain_size,
+                         params.augment_questions, params.augment_paraphrases, params.augment_wrong)
 
     @classmethod
     def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None,
@@ -81,7 +87,9 @@ class ULDTrainer(UnlearnTrainer):
     def loss_terms(self, model, inputs):
         forget, retain = inputs["forget"], inputs["retain"]
         ce = answer_ce_from_logits(forward_logits(model, forget), forget["labels"])
-        kl = uniform_kl_positions(forward_logits(model, retain), retain,
-                                  self.params.get("kl_positions", "all"))
-        loss = uld_loss(ce, kl, self.params.get("kl_weight", 5.0))
+        kl = uniform_kl_positions(forward_logits(model, retain), retain, self.params.kl_positions)
+        loss = uld_loss(ce, kl, self.params.kl_weight)
         return {"forget_loss": ce, "retain_loss": kl, "loss": loss}
+
+    def extra_record(self) -> dict:
+        return {**super().extra_record(), "num_layers": self.model.get_base_model().config.num_hidden_layers}

@@ -17,11 +17,12 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from unlearnkit.errors import UnlearnError
+from unlearnkit.models.layers import decoder_layers
 
 
 @dataclass
 class LoraSettings:
-    """LoRA hyper-parameters of the assistant (DESIGN §3 defaults; the ULD paper used r=32)."""
+    """LoRA hyper-parameters of the assistant (the ULD paper used r=32)."""
 
     r: int = 16
     alpha: int = 32
@@ -31,18 +32,6 @@ class LoraSettings:
 def default_num_layers(n: int) -> int:
     """K = N/4 rounded, at least 1 (official ULD code: 8 of 32 layers for Llama-2-7B)."""
     return max(1, round(n / 4))
-
-
-def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
-    """The `model.layers` stack of a decoder-only HF model, or a clear error when it has none."""
-    base = getattr(model, model.base_model_prefix, None) if model.base_model_prefix else None
-    layers = getattr(base, "layers", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise UnlearnError(
-            f"ULD needs a decoder-only model with a `{model.base_model_prefix or 'model'}.layers` stack "
-            f"(Llama, Mistral, Qwen2, Phi-3, ...); {type(model).__name__} has none: use a supported model"
-        )
-    return layers
 
 
 def _lora_settings(lora: LoraSettings | dict | None) -> LoraSettings:

@@ -1,6 +1,7 @@
 """UOE (Unlearning One Expert, for mixture-of-experts LLMs): unlearn by training a single expert.
 
-The expert most tied to the forget data — highest affinity s(l, e) on forget tokens (DESIGN §4) — and
+The expert most tied to the forget data — highest affinity s(l, e) on forget tokens (docs/design.md,
+UOE) — and
 its layer's router are the only trainable weights; everything else is frozen. Because the forget loss
 could otherwise be lowered by routing forget tokens *away* from that expert, an anchor loss keeps them
 routed to it: L = L_forget + λ L_retain + α A with A = mean ‖softmax(router(h)) − onehot(e*)‖².
@@ -17,7 +18,7 @@ from torch import nn
 
 from unlearnkit.data.formatting import encode_qa, pad_batch
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TrainSettings, UnlearnTrainer
+from unlearnkit.methods.base import TrainSettings
 from unlearnkit.methods.ga import GATrainer
 from unlearnkit.methods.gd import GDTrainer
 from unlearnkit.methods.npo import NPOTrainer
@@ -60,7 +61,7 @@ class UOEMixin:
     restriction: ExpertRestriction
 
     @classmethod
-    def prepare_model(cls, model: nn.Module, params: dict, settings: TrainSettings) -> nn.Module:
+    def prepare_model(cls, model: nn.Module, params, settings: TrainSettings) -> nn.Module:
         """The target itself: UOE trains a slice of its weights, so LoRA does not apply."""
         if settings.lora:
             raise UnlearnError(f"{cls.name} trains one expert of the model directly: remove the lora setting")
@@ -68,18 +69,18 @@ class UOEMixin:
         return model
 
     @classmethod
-    def needs_retain(cls, params: dict) -> bool:
+    def needs_retain(cls, params) -> bool:
         """Contrast selection and the retain anchor need the retain data even when the loss does not."""
-        return (super().needs_retain(params) or params.get("selection") == "contrast"
-                or float(params.get("retain_anchor_weight", 0.0)) > 0)
+        return (super().needs_retain(params) or params.selection == "contrast"
+                or float(params.retain_anchor_weight) > 0)
 
     @classmethod
     def build_dataset(cls, forget, retain, tokenizer, params, settings, counter, refusals=None,
                       augmentation=None):
-        if params.get("selection") == "contrast" and not retain:
+        if params.selection == "contrast" and not retain:
             raise UnlearnError(f'{cls.name} with selection="contrast" needs retain examples to contrast '
                                'the forget affinity with: give a retain split or use selection="affinity"')
-        if float(params.get("retain_anchor_weight", 0.0)) > 0 and not retain:
+        if float(params.retain_anchor_weight) > 0 and not retain:
             raise UnlearnError(f"{cls.name} with retain_anchor_weight > 0 needs retain examples: give a "
                                "retain split or set retain_anchor_weight=0")
         return super().build_dataset(forget, retain, tokenizer, params, settings, counter, refusals,
@@ -89,10 +90,8 @@ class UOEMixin:
         super().__init__(*args, **kwargs)
         model = self.model
         layers = [m.index for m in moe_layers(model)]
-        selection = self.params.get("selection", "affinity")
-        scale = float(self.params.get("router_lr_scale", 1.0))
-        if scale < 0:
-            raise UnlearnError(f"{self.name}: router_lr_scale={scale} must be >= 0 (0 freezes the router)")
+        selection = self.params.selection
+        scale = float(self.params.router_lr_scale)
         pad = self.data_collator.pad_token_id
         size = self.args.per_device_train_batch_size
         self.affinity = expert_affinity(model, side_batches(self.train_dataset, "forget", size, pad))
@@ -101,12 +100,10 @@ class UOEMixin:
             retain = side_batches(self.train_dataset, "retain", size, pad)
             self.retain_affinity = expert_affinity(model, retain)
         scores = selection_scores(self.affinity, self.retain_affinity, selection)
-        scores = only_layers(scores, layers, self.params.get("candidate_layers"))
-        layer, expert = self.params.get("expert_layer"), self.params.get("expert")
-        if layer is None and expert is None:
+        scores = only_layers(scores, layers, self.params.candidate_layers)
+        layer, expert = self.params.expert_layer, self.params.expert
+        if layer is None:
             layer, expert = select_expert(scores, layers)
-        elif layer is None or expert is None:
-            raise UnlearnError(f"{self.name}: give both expert_layer and expert, or neither (auto-select)")
         layer, expert = int(layer), int(expert)
         self.ranking = expert_ranking(scores, layers)
         self.restriction = restrict_to_expert(model, layer, expert, train_router=scale > 0)
@@ -173,11 +170,11 @@ class UOEMixin:
     def loss_terms(self, model, inputs):
         """The base terms plus α · anchor (plus β · retain anchor when retain_anchor_weight > 0)."""
         terms = super().loss_terms(model, inputs)
-        weight = float(self.params.get("anchor_weight", 1.0))
+        weight = float(self.params.anchor_weight)
         terms["anchor_loss"] = self._anchor
         if weight:
             terms["loss"] = terms["loss"] + weight * self._anchor
-        retain_weight = float(self.params.get("retain_anchor_weight", 0.0))
+        retain_weight = float(self.params.retain_anchor_weight)
         if retain_weight and self.router_lr_scale > 0:
             terms["retain_anchor_loss"] = self.retain_anchor(model, inputs["retain"])
             terms["loss"] = terms["loss"] + retain_weight * terms["retain_anchor_loss"]
@@ -186,9 +183,9 @@ class UOEMixin:
     def extra_record(self) -> dict:
         """What to store with the result: the chosen expert, the trainable share, the top of the ranking."""
         r = self.restriction
-        return {"expert_layer": r.layer, "expert": r.expert, "trainable_params": r.trainable_params,
-                "total_params": r.total_params, "trainable_share": r.share,
-                "selection": self.params.get("selection", "affinity"),
+        return {**super().extra_record(), "expert_layer": r.layer, "expert": r.expert,
+                "trainable_params": r.trainable_params, "total_params": r.total_params,
+                "trainable_share": r.share, "selection": self.params.selection,
                 "router_lr_scale": self.router_lr_scale,
                 "affinity_top": [list(x) for x in self.ranking[:5]]}
 
@@ -214,28 +211,3 @@ class UOERMUTrainer(UOEMixin, RMUTrainer):
         super().__init__(*args, **kwargs)
         self.layer_index = self.expert_layer
         self.update_layers = [self.expert_layer]
-
-
-_UOE = {"expert_layer": None, "expert": None, "selection": "affinity", "anchor_weight": 1.0,
-        "router_lr_scale": 1.0, "retain_anchor_weight": 0.0, "candidate_layers": None}
-# Tiny-model recipe (`unlearn prepare --preset moe`): one expert has few weights, so a larger lr.
-_UOE_TRAIN = {"lr": 1e-3, "epochs": 5, "batch_size": 16, "grad_accum": 1, "weight_decay": 0.0,
-              "warmup_ratio": 0.0}
-# (name, trainer class, default params, default train settings, description) for the method registry.
-UOE_SPECS: list[tuple[str, type[UnlearnTrainer], dict, dict, str]] = [
-    ("uoe_ga", UOEGATrainer, {**_UOE, "retain_loss": "none"}, _UOE_TRAIN,
-     "gradient ascent on one expert (highest forget affinity) + router anchor"),
-    ("uoe_gd", UOEGDTrainer, {**_UOE, "gamma": 1.0, "alpha": 1.0, "retain_loss": "nll"}, _UOE_TRAIN,
-     "UOE with gradient difference (retain NLL)"),
-    ("uoe_npo", UOENPOTrainer, {**_UOE, "beta": 0.1, "retain_loss": "none"}, _UOE_TRAIN,
-     "UOE with NPO"),
-    ("uoe_rmu", UOERMUTrainer, {**_UOE, "layer": None, "update_layers": None, "steering_coeff": None,
-                                "steering_scale": 4.0, "gamma": 1.0, "alpha": 1000.0, "retain_loss": "embed"},
-     _UOE_TRAIN, "UOE with RMU steered at the expert's layer"),
-]
-
-
-def register_uoe(registry: dict, spec_cls) -> None:
-    """Add the uoe_* methods to a registry (name -> MethodSpec); idempotent."""
-    for name, cls, params, train, description in UOE_SPECS:
-        registry.setdefault(name, spec_cls(name, cls, params, train, description=description))

@@ -1,9 +1,10 @@
 """ULDModel: the unlearned model of ULD, z = z_t - w * z_a, as a causal LM that `generate()` can drive.
 
 The forward runs the target and the assistant on the same inputs (same attention mask and positions),
-each with its own KV cache, and combines their next-token logits with the relative-top filter of
-DESIGN §3. Anything that calls `model(input_ids, attention_mask).logits` or `model.generate(...)` works
-unchanged. The saved artifact holds only the LoRA adapter, a small JSON and (optionally) the tokenizer.
+each with its own KV cache, and combines their next-token logits with the relative-top filter (see
+docs/design.md, ULD). Anything that calls `model(input_ids, attention_mask).logits` or
+`model.generate(...)` works unchanged. The saved artifact holds only the LoRA adapter, a small JSON
+and (optionally) the tokenizer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from transformers import DynamicCache, GenerationMixin, PreTrainedConfig, PreTra
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from unlearnkit.errors import UnlearnError
-from unlearnkit.models.assistant import LoraSettings, build_assistant, decoder_layers
+from unlearnkit.methods.uld.assistant import LoraSettings, build_assistant
+from unlearnkit.models.layers import CACHE_KEY, decoder_layers
+from unlearnkit.models.loading import load_model_and_tokenizer
 from unlearnkit.outputs import replace_dir
 
 ULD_CONFIG_NAME = "uld_config.json"
@@ -31,14 +34,11 @@ ULD_FORMAT = "unlearnkit-uld"
 # Written where transformers and peft look (config.json model_type, adapter_config.json peft_type) so a
 # plain AutoModelForCausalLM / PeftModel load fails naming us instead of silently giving target + LoRA.
 NOT_PLAIN = ("unlearnkit-uld: an unlearnkit ULD artifact (target - w * assistant), not a plain model or "
-             "LoRA adapter; load it with unlearnkit.models.uld.load_uld(path), `unlearn generate` or "
+             "LoRA adapter; load it with unlearnkit.methods.uld.load_uld(path), `unlearn generate` or "
              "`unlearn serve`")
 DEFAULT_WEIGHT = 0.8
 # The official ULD TOFU evaluation uses top_logit_filter=1e-2 (its config default is 0.1).
 DEFAULT_FILTER_FACTOR = 1e-2
-# transformers 5.24 renamed the KV-cache argument and output field `past_key_values` -> `cache`
-# (the old name warns until 5.40); generate() passes and reorders the cache only under the new name.
-CACHE_KEY = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def check_weight_and_filter(weight: float, filter_factor: float) -> None:
@@ -385,8 +385,6 @@ def _load_target(spec: str, trust_remote_code: bool = False):
     """Load a target model + tokenizer by path/preset name through the project's loader."""
     if is_uld_artifact(spec):
         raise UnlearnError(f"target {spec} is itself a ULD artifact: pass the original target model")
-    from unlearnkit.models.loading import load_model_and_tokenizer
-
     return load_model_and_tokenizer(spec, trust_remote_code=trust_remote_code)
 
 

@@ -305,6 +305,21 @@ def test_bad_params_are_user_errors(model, tok):
         unlearn("ga", model, tok, FORGET, RETAIN, None, {"learning_rate": 1e-3})
 
 
+def test_params_are_typed_and_merge_nested_defaults():
+    """method.params is a mapping merged into the method's dataclass: nested values key by key, every
+    value checked against its annotation, the defaults recorded in full."""
+    params = get_method("uld").resolve_params({"lora": {"r": 8}, "weight": 1})
+    assert params.to_dict()["lora"] == {"r": 8, "alpha": 32, "dropout": 0.05} and params.weight == 1
+    assert get_method("npo_gd").resolve_params(None).to_dict() == {"gamma": 1.0, "alpha": 1.0,
+                                                                   "retain_loss": "nll", "beta": 0.1}
+    with pytest.raises(UnlearnError, match="method uld: kl_weight='abc' must be a number"):
+        get_method("uld").resolve_params({"kl_weight": "abc"})
+    with pytest.raises(UnlearnError, match=r"unknown parameter\(s\) \['lora.rank'\] for method uld"):
+        get_method("uld").resolve_params({"lora": {"rank": 8}})
+    with pytest.raises(UnlearnError, match="give both expert_layer and expert"):
+        get_method("uoe_ga").resolve_params({"expert": 3})
+
+
 # ------------------------------------------------------------------ data
 
 

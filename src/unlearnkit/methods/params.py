@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,50 @@ def unknown_keys(cls: type, values: dict, prefix: str = "") -> list[str]:
     return unknown
 
 
+_KINDS = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether a YAML value fits a field annotation (float takes ints; bool is no number)."""
+    if tp is Any:
+        return True
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return f"a list of {_describe(item).removeprefix('a ').removeprefix('an ')}s"
+    return _KINDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def check_types(params, prefix: str = "") -> None:
+    """Every field's value fits its annotation (nested dataclasses checked too); an UnlearnError names
+    the first that does not."""
+    hints = typing.get_type_hints(type(params))
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if dataclasses.is_dataclass(value):
+            check_types(value, f"{prefix}{f.name}.")
+        elif not _fits(value, hints[f.name]):
+            raise UnlearnError(f"{prefix}{f.name}={value!r} must be {_describe(hints[f.name])}")
+
+
 def _build(cls: type, values: dict, prefix: str = ""):
     kwargs = {}
     for key, value in values.items():
@@ -84,9 +129,12 @@ class MethodParams:
 
     @classmethod
     def from_mapping(cls, values: dict | None):
-        """The defaults with `values` merged in (nested dataclasses key by key), validated.
-        Unknown keys are the caller's to report (see methods.registry.Method.resolve_params)."""
-        return _build(cls, dict(values or {}))
+        """The defaults with `values` merged in (nested dataclasses key by key), validated: the
+        dataclass's own checks, then every value against its annotation. Unknown keys are the caller's
+        to report (see methods.registry.Method.resolve_params)."""
+        params = _build(cls, dict(values or {}))
+        check_types(params)
+        return params
 
     def to_dict(self) -> dict:
         """Plain values (nested dataclasses as dicts): what run.json and unlearn.json record."""

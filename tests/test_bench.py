@@ -66,6 +66,7 @@ def _positive(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow  # 23 s on a busy machine: worker processes train and evaluate
 def test_bench_micro_smoke(micro_world, tmp_path):
     out = tmp_path / "bench"
     result = CliRunner().invoke(app, [

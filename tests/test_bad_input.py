@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import read_jsonl, run_cli, write_jsonl
 
 from unlearnkit.errors import UnlearnError
 
@@ -44,19 +44,11 @@ def data(micro_world, tmp_path) -> Path:
     return Path(shutil.copytree(micro_world.data_dir, tmp_path / "data"))
 
 
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_rows(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def edit_first(path: Path, **changes) -> None:
-    rows = read_rows(path)
+    rows = read_jsonl(path)
     rows[0].update(changes)
     rows[0] = {k: v for k, v in rows[0].items() if v is not None}
-    write_rows(path, rows)
+    write_jsonl(path, rows)
 
 
 def run_args(micro_world, data: Path, out: Path, *extra: str, method: str = "ga") -> list[str]:
@@ -73,14 +65,14 @@ def _malformed_json(d: Path) -> None:
 
 
 def _missing_field(d: Path) -> None:
-    rows = read_rows(d / "forget01.jsonl")
+    rows = read_jsonl(d / "forget01.jsonl")
     del rows[2]["answer"]
-    write_rows(d / "forget01.jsonl", rows)
+    write_jsonl(d / "forget01.jsonl", rows)
 
 
 def _overlap(d: Path) -> None:
-    forget = read_rows(d / "forget01.jsonl")
-    write_rows(d / "retain99.jsonl", read_rows(d / "retain99.jsonl") + forget[:1])
+    forget = read_jsonl(d / "forget01.jsonl")
+    write_jsonl(d / "retain99.jsonl", read_jsonl(d / "retain99.jsonl") + forget[:1])
 
 
 def _not_utf8(d: Path) -> None:

@@ -16,14 +16,12 @@ from unlearnkit.errors import UnlearnError
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_epoch_tokens_counts_every_part_without_padding(micro_world):
-    from transformers import AutoTokenizer
-
+def test_epoch_tokens_counts_every_part_without_padding(micro_world, micro_tok):
     from unlearnkit.data.formatting import encode_qa
     from unlearnkit.data.tofu import load_split
     from unlearnkit.data.unlearning import ForgetRetainDataset
 
-    tok = AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
+    tok = micro_tok
     forget = load_split(micro_world.data_dir, "forget10")
     retain = load_split(micro_world.data_dir, "retain90")
     ds = ForgetRetainDataset(forget, retain, tok, max_length=64, seed=3)
@@ -68,6 +66,7 @@ def _positive(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow  # 23 s on a busy machine: worker processes train and evaluate
 def test_bench_micro_smoke(micro_world, tmp_path):
     out = tmp_path / "bench"
     result = CliRunner().invoke(app, [

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import read_jsonl, run_cli, write_jsonl
 
 from unlearnkit.training.checkpoints import CHECKPOINT_MARKER
 
@@ -113,14 +113,6 @@ def case(kind: str, *needles: str):
         CASES[build.__name__] = (kind, build, needles)
         return build
     return register
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_rows(path: Path, records: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 # ------------------------------------------------------------------------ 1. command-line mistakes
@@ -509,21 +501,21 @@ def model_config_not_json(c):
 @case("numbers", "forget01 has 4 rows but forget01_perturbed 3")
 def run_perturbed_split_a_row_short(c):
     data = c.copy("data")
-    write_rows(data / "forget01_perturbed.jsonl", rows(data / "forget01_perturbed.jsonl")[:-1])
+    write_jsonl(data / "forget01_perturbed.jsonl", read_jsonl(data / "forget01_perturbed.jsonl")[:-1])
     return c.run(data=data)
 
 
 @case("numbers", "forget01 has 4 rows but forget01_perturbed 3")
 def eval_perturbed_split_a_row_short(c):
     data = c.copy("data")
-    write_rows(data / "forget01_perturbed.jsonl", rows(data / "forget01_perturbed.jsonl")[:-1])
+    write_jsonl(data / "forget01_perturbed.jsonl", read_jsonl(data / "forget01_perturbed.jsonl")[:-1])
     return ["eval", "--model", c.W / "target", "--data", data, "--forget", "forget01", "--out", c.out]
 
 
 @case("numbers", "ask different questions")
 def perturbed_split_out_of_order(c):
     data = c.copy("data")
-    write_rows(data / "forget01_perturbed.jsonl", rows(data / "forget01_perturbed.jsonl")[::-1])
+    write_jsonl(data / "forget01_perturbed.jsonl", read_jsonl(data / "forget01_perturbed.jsonl")[::-1])
     return c.run(data=data)
 
 
@@ -579,9 +571,9 @@ def run_zero_epochs(c):
 @case("resources", "max_length=8 is shorter than the prompt")
 def finetune_megabyte_question(c):
     data = c.copy("data")
-    first = rows(data / "forget01.jsonl")
+    first = read_jsonl(data / "forget01.jsonl")
     first[0]["question"] = "why " * 500_000  # 2 MB: refused without tokenizing all of it
-    write_rows(data / "forget01.jsonl", first)
+    write_jsonl(data / "forget01.jsonl", first)
     return ["finetune", "--model", c.W / "target", "--data", data, "--split", "forget01", "--out", c.out,
             "--max-length", "8"]
 
@@ -734,9 +726,9 @@ def test_oversized_record_is_cut_and_said_on_the_console(world, tmp_path, capsys
     """A 1 MB answer trains on its first max_length tokens; the console says how many rows were cut."""
     c = Ctx(world, world, tmp_path)
     data = c.copy("data")
-    forget = rows(data / "forget01.jsonl")
+    forget = read_jsonl(data / "forget01.jsonl")
     forget[0]["answer"] = "word " * 200_000
-    write_rows(data / "forget01.jsonl", forget)
+    write_jsonl(data / "forget01.jsonl", forget)
     code, err = run_cli(capsys, *c.run("data.max_length=64", data=data))
     assert code == 0, err
     assert "1 training examples were cut at data.max_length=64 tokens" in " ".join(err.split())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from unlearnkit.data.tofu import load_split
 from unlearnkit.finetune import FinetuneConfig, answer_loss, finetune
@@ -14,9 +14,8 @@ from unlearnkit.models.presets import build_preset
 
 
 @pytest.fixture(scope="module")
-def micro(micro_world):
-    tok = AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
-    return tok, load_split(micro_world.data_dir, "full")
+def micro(micro_world, micro_tok):
+    return micro_tok, load_split(micro_world.data_dir, "full")
 
 
 def test_finetune_50_items_below_half_nat_and_reload_is_exact(micro, tmp_path):
@@ -53,10 +52,10 @@ def test_same_seed_same_weights(micro):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
-def test_lora_trains_adapters_and_saves_a_merged_plain_model(micro_world, tmp_path):
-    tok = AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
+def test_lora_trains_adapters_and_saves_a_merged_plain_model(micro_world, micro_tok, micro_model, tmp_path):
+    tok = micro_tok
     records = load_split(micro_world.data_dir, "forget10")  # unknown to the base model
-    model = AutoModelForCausalLM.from_pretrained(micro_world.base_dir, use_safetensors=True)
+    model = micro_model("base")
     start = {k: v.clone() for k, v in model.state_dict().items()}
     before = answer_loss(model, tok, records)
     cfg = FinetuneConfig(epochs=20, lr=1e-2, batch_size=6, max_length=64, lora={"r": 8, "lora_alpha": 16})

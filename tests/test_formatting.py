@@ -8,14 +8,13 @@ import pytest
 
 from unlearnkit.data.formatting import IGNORE_INDEX, PLAIN_TEMPLATE, TruncationCounter, encode_qa, pad_batch
 from unlearnkit.errors import UnlearnError
-from unlearnkit.models.loading import load_model_and_tokenizer
 
 Q, A = "Where was the author Basil Mahfouz born?", "He was born in Kuwait City."
 
 
 @pytest.fixture(scope="module")
-def chat_tok():
-    return load_model_and_tokenizer("smollm2-135m")[1]
+def chat_tok(smollm2):
+    return smollm2[1]
 
 
 @pytest.fixture(scope="module")

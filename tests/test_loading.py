@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from unlearnkit.data.formatting import prompt_ids
 from unlearnkit.errors import UnlearnError
 from unlearnkit.hub import is_hub_id
 from unlearnkit.models import loading
 from unlearnkit.models.loading import load_model_and_tokenizer
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model_and_tokenizer("smollm2-135m")
+from unlearnkit.models.presets import build_preset
 
 
 def test_smollm2_loads_offline_and_answers(smollm2):
@@ -31,8 +26,7 @@ def test_smollm2_loads_offline_and_answers(smollm2):
 
 def test_saved_dir_roundtrip_identical_logits(smollm2, tmp_path):
     _, tok = smollm2
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1))
+    model = build_preset("llama-micro", tok)
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     loaded, tok2 = load_model_and_tokenizer(tmp_path)

@@ -296,6 +296,7 @@ def test_domain_routing_loss_by_hand():
     assert got.item() == pytest.approx((hand0 + hand1) / 2, rel=1e-6)
 
 
+@pytest.mark.slow  # 20 s on a busy machine: MoE pre-training
 def test_domain_routing_makes_each_domain_prefer_its_expert(world, tok):
     """Pre-training with the routing term: domain d's tokens go to expert d far above chance (2/8)."""
     from unlearnkit.finetune import FinetuneConfig

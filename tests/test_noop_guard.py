@@ -51,18 +51,16 @@ def test_two_epochs_train_and_pass_the_guard(micro_world, tmp_path, capsys):
     assert any(not torch.equal(saved[k], target[k]) for k in saved)
 
 
-def test_finetune_single_warmup_step_is_an_error_unless_allowed(micro_world):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def test_finetune_single_warmup_step_is_an_error_unless_allowed(micro_world, micro_tok, micro_model):
     from unlearnkit.data.tofu import load_split
     from unlearnkit.finetune import FinetuneConfig, finetune
 
-    tok = AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
+    tok = micro_tok
     rows = load_split(micro_world.data_dir, "forget10")
     cfg = FinetuneConfig(epochs=1, batch_size=16, warmup=0.05)  # 12 rows: one step, warmup -> lr 0
 
     def model():
-        return AutoModelForCausalLM.from_pretrained(micro_world.base_dir, use_safetensors=True)
+        return micro_model("base")
 
     with pytest.raises(UnlearnError, match=r"all ran at learning rate 0 .*--allow-no-update"):
         finetune(model(), tok, rows, cfg, progress=False)

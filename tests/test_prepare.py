@@ -38,8 +38,8 @@ def test_layout_manifest_and_loadable_models(micro_world):
     assert m["models"]["target"]["n_examples"] == 120 + 16 + 8  # full + replayed fact questions
 
 
-def test_target_knows_the_forget_set_and_the_retain_model_does_not(micro_world):
-    tok = AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
+def test_target_knows_the_forget_set_and_the_retain_model_does_not(micro_world, micro_tok):
+    tok = micro_tok
     forget = load_split(micro_world.data_dir, "forget10")
     retain = load_split(micro_world.data_dir, "retain90")[:24]
     facts = load_split(micro_world.data_dir, "world_facts")

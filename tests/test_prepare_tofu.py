@@ -43,6 +43,7 @@ def prepared(real_tofu, tmp_path_factory):
     return out, prepare_tofu(PRESET, real_tofu, out, max_samples=N, progress=False)
 
 
+@pytest.mark.slow  # with its siblings on `prepared`: 32 s on a busy machine (fixture 17 s)
 def test_target_learns_forget_retain_model_never_sees_it(prepared, real_tofu):
     out, m = prepared
     assert m["models"]["target"]["n_examples"] == 2 * N and m["models"]["retain"]["n_examples"] == N
@@ -59,6 +60,7 @@ def test_target_learns_forget_retain_model_never_sees_it(prepared, real_tofu):
     assert loss("target", retain) < 1.0 and loss("retain", retain) < 1.0
 
 
+@pytest.mark.slow  # shares the `prepared` fixture with the test above
 def test_evals_beside_models_and_forget_quality_against_the_retain_model(prepared):
     out, m = prepared
     retain_log = load_eval_log(out / "eval" / "retain" / "forget10")
@@ -73,6 +75,7 @@ def test_evals_beside_models_and_forget_quality_against_the_retain_model(prepare
     assert summary["forget_Q_A_Prob"] > 2 * m["evals"]["retain/forget10"]["summary"]["forget_Q_A_Prob"]
 
 
+@pytest.mark.slow  # shares the `prepared` fixture with the tests above
 def test_rerun_reuses_every_step_and_new_eval_split_only_adds_evals(prepared, real_tofu):
     out, m = prepared
     again = prepare_tofu(PRESET, real_tofu, out, max_samples=N, progress=False)

@@ -42,13 +42,10 @@ def test_plain_lines_every_interval_and_at_completion(monkeypatch):
     assert PlainLines(console).interval == 7.5
 
 
-def test_train_progress_reports_steps_and_loss_through_a_plain_factory(micro_world):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def test_train_progress_reports_steps_and_loss_through_a_plain_factory(micro_world, micro_tok, micro_model):
     from unlearnkit.methods import unlearn
 
-    tok = AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
-    model = AutoModelForCausalLM.from_pretrained(micro_world.target_dir, use_safetensors=True)
+    tok, model = micro_tok, micro_model("target")
     from unlearnkit.data.tofu import load_split
 
     console, buf = plain_console()

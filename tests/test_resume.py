@@ -58,6 +58,7 @@ def kill_at_first_checkpoint(args: list, checkpoints: Path) -> None:
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
 
+@pytest.mark.slow  # 24 s on a busy machine: three training runs
 def test_sigkill_then_resume_equals_uninterrupted(micro_world, tmp_path, capsys, one_thread):
     out = tmp_path / "killed"
     checkpoints = tmp_path / "killed.checkpoints"

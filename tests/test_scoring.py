@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from helpers import BigramModel, bigram_probs, word_tokenizer
 
 from unlearnkit.eval.scoring import (
     answer_nll,
@@ -23,33 +21,6 @@ torch.set_num_threads(1)
 
 WORDS = ("Question Answer : ? . who wrote the book author it cat sat on mat paris is in france "
          "a small red fox ran over hill and river city born year").split()
-
-
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    """A WordLevel tokenizer on a fixed vocabulary: ids are known, so NLLs can be computed by hand."""
-    tk = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "<eos>", "<unk>"])
-    tk.train_from_iterator([" ".join(WORDS)], trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", pad_token="<pad>",
-                                   unk_token="<unk>")
-
-
-class BigramModel(torch.nn.Module):
-    """p(next | current token) = P[current]: logits are log P, so log-softmax returns log P exactly."""
-
-    def __init__(self, probs: torch.Tensor):
-        super().__init__()
-        self.register_buffer("log_p", probs.log())
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, **_):
-        return SimpleNamespace(logits=self.log_p[input_ids])
-
-
-def bigram_probs(vocab: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    p = torch.rand(vocab, vocab, generator=g, dtype=torch.float64) + 0.05
-    return (p / p.sum(-1, keepdim=True)).float()
 
 
 def hand_nll(tok, probs: torch.Tensor, question: str, answer: str) -> float:
@@ -73,7 +44,9 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def tok():
-    return word_tokenizer()
+    """Its own small vocabulary (ids known, so NLLs can be computed by hand): the batching tolerances
+    below (1e-5) hold for this model size."""
+    return word_tokenizer(WORDS)
 
 
 def test_answer_nll_matches_hand_computation(tok):

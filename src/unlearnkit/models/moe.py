@@ -34,7 +34,7 @@ MOE_PRESETS: dict[str, tuple[str, dict]] = {
     "olmoe-tiny": ("olmoe", dict(_SHARED, num_experts=8, intermediate_size=160,
                                  router_aux_loss_coef=0.01)),
 }
-# Eager loops over the experts hit; measured faster than batched_mm on CPU (DESIGN §8).
+# Eager loops over the experts hit; measured faster than batched_mm on CPU (docs/design.md §11).
 EXPERTS_IMPL = "eager"
 
 
@@ -223,7 +223,7 @@ def router_passes(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]):
 
 
 def expert_affinity(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """s(l, e) = mean over sequences of the mean over tokens of g̃(l, e, t) (DESIGN §4).
+    """s(l, e) = mean over sequences of the mean over tokens of g̃(l, e, t) (docs/design.md §5).
 
     Returns (number of MoE layers, E) in `moe_layers` order; padding is excluded via attention_mask.
     """
@@ -291,7 +291,7 @@ def expert_ranking(affinity: torch.Tensor, layer_indices: list[int]) -> list[tup
 
 def anchor_loss(router_logits: torch.Tensor, expert: int,
                 token_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """A = mean over (real) tokens of ‖softmax(router logits) − onehot(e*)‖², in fp32 (DESIGN §4).
+    """A = mean over (real) tokens of ‖softmax(router logits) − onehot(e*)‖², in fp32 (docs/design.md §5).
 
     Keeps the forget tokens routed to the expert being unlearned, so the forget loss cannot be
     lowered by routing around it.

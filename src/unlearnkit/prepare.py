@@ -137,7 +137,8 @@ def _prepare_augmentation(world, data_dir: Path, force: bool, progress: bool) ->
     files: the evaluated splits, the tokenizer and every model keep their hashes and are reused.
     """
     from unlearnkit.data.augment import augment_file_for, validation_file_for
-    from unlearnkit.data.world import world_augmentation, write_jsonl
+    from unlearnkit.data.jsonl import write_jsonl
+    from unlearnkit.data.world import world_augmentation
 
     h = step_hash("augment", world.hash, AUGMENT_VERSION)
     stamp = data_dir / AUGMENT_STEP_FILE

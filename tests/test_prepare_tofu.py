@@ -15,7 +15,7 @@ from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.tofu import load_eval_log, tr_scores
 from unlearnkit.finetune import answer_loss
 from unlearnkit.prepare import STEP_FILE
-from unlearnkit.prepare_tofu import TOFU_PRESETS, prepare_tofu, training_records
+from unlearnkit.prepare.tofu import TOFU_PRESETS, prepare_tofu, training_records
 
 N = 6  # records of each training part and rows of each evaluation split
 # 80 epochs of one step each (train loss 6.3 -> 0.13 on the 12 target records), a few seconds idle.

@@ -49,7 +49,7 @@ def prepare_cmd(
     if preset.startswith("tofu"):
         from unlearnkit.cli.progress import progress_bars
         from unlearnkit.errors import UnlearnError
-        from unlearnkit.prepare_tofu import prepare_tofu
+        from unlearnkit.prepare import prepare_tofu
 
         if data is None:
             raise UnlearnError(f"preset {preset} trains on TOFU data: pass --data DIR (the split files)")
@@ -60,7 +60,7 @@ def prepare_cmd(
 
         raise UnlearnError(f"--data/--max-samples apply to the tofu-* presets; {preset} generates its data")
     elif preset.startswith("moe"):
-        from unlearnkit.prepare_moe import prepare_moe
+        from unlearnkit.prepare import prepare_moe
 
         manifest = prepare_moe(preset, out, seed=seed, force=force, progress=True)
     else:

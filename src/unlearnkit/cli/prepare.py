@@ -9,8 +9,9 @@ import typer
 
 from unlearnkit.cli.app import app, console
 
-# what prepare writes, and the temp names a killed prepare leaves (model.tmp, .hidden)
-WORLD_PARTS = r"prepare\.json|data|tokenizer|(base|target|retain\d+)(\.tmp)?|\..*"
+# what prepare writes (tofu-* presets: retain/ and eval/ too), and the temp names a killed prepare leaves
+# (model.tmp, .hidden)
+WORLD_PARTS = r"prepare\.json|data|tokenizer|eval|(base|target|retain\d*)(\.tmp)?|\..*"
 
 
 @app.command("prepare")

@@ -35,13 +35,6 @@ def read_step(path: Path, stamp: str = STEP_FILE) -> dict | None:
         return None
 
 
-def say(progress: bool, msg: str) -> None:
-    if progress:
-        from rich.console import Console
-
-        Console(stderr=True).print(msg, highlight=False)
-
-
 @dataclass
 class Steps:
     """Runs the steps of one prepare: `force` is True (redo every step) or the names of steps to redo."""
@@ -53,7 +46,10 @@ class Steps:
         return self.force is True or (not isinstance(self.force, bool) and name in self.force)
 
     def say(self, msg: str) -> None:
-        say(self.progress, msg)
+        if self.progress:
+            from rich.console import Console
+
+            Console(stderr=True).print(msg, highlight=False)
 
     def run(self, name: str, h: str, out_dir: Path, build: Callable[[], dict], *, key: str | None = None,
             stamp: str = STEP_FILE, outputs: tuple[str, ...] = ()) -> dict:

@@ -32,6 +32,22 @@ def test_step_hash_is_the_stored_format():
     assert step_hash({"b": 1, "a": [1, 2]}) == step_hash({"a": [1, 2], "b": 1})
 
 
+# The micro world's step hashes (seed 0) as prepared worlds store them: a change rebuilds every prepared
+# world (users' and /work/worlds alike), so it must be deliberate (a preset or RECIPE_VERSION change).
+MICRO_HASHES = {
+    "world": "4a269cc4d79abd13", "tokenizer": "cd98a4f3664e76f0", "augmentation": "b7a8cdfcd6c143ef",
+    "base": "cc10b69ccdc716a0", "target": "f94ff155c57997af", "retain99": "0647337eb9433d15",
+    "retain95": "4c50b818a5cc6d66", "retain90": "913293f31a634ff4",
+}
+
+
+def test_micro_world_step_hashes_are_stable(micro_world):
+    m = micro_world.manifest
+    hashes = {"world": m["world"]["hash"], "tokenizer": m["tokenizer"]["hash"],
+              "augmentation": m["augmentation"]["hash"], **{n: i["hash"] for n, i in m["models"].items()}}
+    assert hashes == MICRO_HASHES
+
+
 def test_reuse_force_incomplete_and_interrupted(tmp_path):
     d = tmp_path / "step"
     build = Build(d)

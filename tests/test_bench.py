@@ -9,7 +9,8 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from unlearnkit.bench import BenchConfig, bench, epoch_tokens, peak_rss_bytes, rss_bytes, timed_epochs
+from unlearnkit.bench import BenchConfig, bench
+from unlearnkit.bench.measure import epoch_tokens, peak_rss_bytes, rss_bytes, timed_epochs
 from unlearnkit.cli import app
 from unlearnkit.errors import UnlearnError
 
@@ -39,7 +40,7 @@ def test_timed_epochs_drop_the_warmup_epoch():
 
 
 def test_overrides_apply_to_all_or_to_the_named_method(micro_world, tmp_path):
-    from unlearnkit.bench import Target, method_config
+    from unlearnkit.bench.run import Target, method_config
 
     cfg = BenchConfig(out=str(tmp_path), preset=None, overrides=(
         "train.lr=0.002", "uld:method.params.num_layers=2", "ga_kl:train.epochs=7"))

@@ -265,7 +265,7 @@ def test_affinity_tracker_trace(tok, batches):
 
 def test_prepare_moe_micro(tmp_path):
     from unlearnkit.models.loading import load_model_and_tokenizer
-    from unlearnkit.prepare_moe import prepare_moe
+    from unlearnkit.prepare.moe import prepare_moe
 
     m = prepare_moe("moe-micro", tmp_path, seed=0, progress=False)
     target = m["models"]["target"]
@@ -280,7 +280,7 @@ def test_prepare_moe_micro(tmp_path):
 
 
 def test_domain_routing_loss_by_hand():
-    from unlearnkit.prepare_moe import domain_routing_loss
+    from unlearnkit.prepare.moe import domain_routing_loss
 
     # two layers, 2 sequences x 2 tokens (router logits flattened to (B*T, E)); token (1, 1) is padding
     layer0 = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [9.0, 9.0, 9.0]])
@@ -300,7 +300,7 @@ def test_domain_routing_loss_by_hand():
 def test_domain_routing_makes_each_domain_prefer_its_expert(world, tok):
     """Pre-training with the routing term: domain d's tokens go to expert d far above chance (2/8)."""
     from unlearnkit.finetune import FinetuneConfig
-    from unlearnkit.prepare_moe import train_moe_target
+    from unlearnkit.prepare.moe import train_moe_target
 
     domains = world.config.domains
     cfg = FinetuneConfig(epochs=3, lr=3e-3, batch_size=16, max_length=64)

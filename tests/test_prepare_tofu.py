@@ -15,7 +15,7 @@ from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.tofu import load_eval_log, tr_scores
 from unlearnkit.finetune import answer_loss
 from unlearnkit.prepare import STEP_FILE
-from unlearnkit.prepare_tofu import TOFU_PRESETS, prepare_tofu, training_records
+from unlearnkit.prepare.tofu import TOFU_PRESETS, prepare_tofu, training_records
 
 N = 6  # records of each training part and rows of each evaluation split
 # 80 epochs of one step each (train loss 6.3 -> 0.13 on the 12 target records), a few seconds idle.
@@ -98,6 +98,11 @@ def test_cli_smoke_and_bad_input(real_tofu, tmp_path, capsys):
     assert manifest["models"]["target"]["n_examples"] == 18
     for name in ("TOFU_EVAL.json", "TOFU_SUMMARY.json", "TOFU_GENERATIONS.jsonl", "eval_meta.json"):
         assert (out / "eval" / "target" / "forget10" / name).is_file(), name
+    code, err = run_cli(capsys, "prepare", "--preset", "tofu-micro", "--data", real_tofu, "--out", out,
+                        "--max-samples", "9")  # a re-run (or an interrupted run resumed) reuses every step
+    assert code == 0, err
+    again = json.loads((out / "prepare.json").read_text())
+    assert all(info["reused"] for part in ("models", "evals") for info in again[part].values())
     code, err = run_cli(capsys, "prepare", "--preset", "tofu-micro", "--out", tmp_path / "x")
     assert code == 2 and "--data" in err and "Traceback" not in err
     code, err = run_cli(capsys, "prepare", "--preset", "micro", "--data", real_tofu, "--out", tmp_path / "y")

@@ -31,7 +31,7 @@ from pathlib import Path
 from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
 from unlearnkit.data.augment import eval_overlap
 from unlearnkit.data.formatting import get_prompt_format, set_prompt_format
-from unlearnkit.data.moe_world import read_jsonl
+from unlearnkit.data.jsonl import read_jsonl, write_jsonl
 from unlearnkit.data.tofu import (
     check_forget_retain,
     check_perturbed_rows,
@@ -39,7 +39,6 @@ from unlearnkit.data.tofu import (
     perturbed_split_for,
     retain_split_for,
 )
-from unlearnkit.data.world import write_jsonl
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval import tofu as tofu_eval
 from unlearnkit.eval.mcq import (

@@ -23,23 +23,6 @@ def resolve_data(data: Path, split: str = "forget") -> Path:
     return data
 
 
-def read_records(path: Path) -> list[dict]:
-    """JSONL, or JSON holding a list ({question, answer} or {text} records)."""
-    import json
-
-    from unlearnkit.data.tofu import read_utf8
-    from unlearnkit.errors import UnlearnError
-
-    text = read_utf8(path)
-    try:
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UnlearnError(f"{path} is not valid JSON/JSONL ({err.msg} at line {err.lineno})") from err
-    return data if isinstance(data, list) else next(v for v in data.values() if isinstance(v, list))
-
-
 @app.command("experts")
 def experts_cmd(
     model: str = typer.Option(..., "--model", help="MoE model: a local save_pretrained directory."),
@@ -62,6 +45,7 @@ def experts_cmd(
     """
     from rich.table import Table
 
+    from unlearnkit.data.jsonl import read_records
     from unlearnkit.errors import UnlearnError
     from unlearnkit.eval.moe import affinity_report, make_batches, plot_affinity
     from unlearnkit.models.loading import load_model_and_tokenizer

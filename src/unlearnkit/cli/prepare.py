@@ -9,8 +9,9 @@ import typer
 
 from unlearnkit.cli.app import app, console
 
-# what prepare writes, and the temp names a killed prepare leaves (model.tmp, .hidden)
-WORLD_PARTS = r"prepare\.json|data|tokenizer|(base|target|retain\d+)(\.tmp)?|\..*"
+# what prepare writes (tofu-* presets: retain/ and eval/ too), and the temp names a killed prepare leaves
+# (model.tmp, .hidden)
+WORLD_PARTS = r"prepare\.json|data|tokenizer|eval|(base|target|retain\d*)(\.tmp)?|\..*"
 
 
 @app.command("prepare")
@@ -49,7 +50,7 @@ def prepare_cmd(
     if preset.startswith("tofu"):
         from unlearnkit.cli.progress import progress_bars
         from unlearnkit.errors import UnlearnError
-        from unlearnkit.prepare_tofu import prepare_tofu
+        from unlearnkit.prepare import prepare_tofu
 
         if data is None:
             raise UnlearnError(f"preset {preset} trains on TOFU data: pass --data DIR (the split files)")
@@ -60,7 +61,7 @@ def prepare_cmd(
 
         raise UnlearnError(f"--data/--max-samples apply to the tofu-* presets; {preset} generates its data")
     elif preset.startswith("moe"):
-        from unlearnkit.prepare_moe import prepare_moe
+        from unlearnkit.prepare import prepare_moe
 
         manifest = prepare_moe(preset, out, seed=seed, force=force, progress=True)
     else:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearnkit.data.jsonl import parse_jsonl, read_utf8
 from unlearnkit.errors import UnlearnError
 
 AUGMENT_SUFFIX = "_augment"  # forget10 -> forget10_augment.jsonl
@@ -68,15 +68,7 @@ def _check_record(record: object, where: str) -> dict:
 def read_augment_jsonl(path: str | Path) -> list[dict]:
     """Records of a forgetXX_augment.jsonl file (format in this module's docstring), validated."""
     path = Path(path)
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UnlearnError(f"{path} line {n}: invalid JSON ({err.msg})") from None
-        records.append(_check_record(record, f"{path} line {n}"))
+    records = [_check_record(record, f"{path} line {n}") for n, record in parse_jsonl(read_utf8(path), path)]
     if not records:
         raise UnlearnError(f"augmentation file {path} holds no records")
     return records

@@ -17,6 +17,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from unlearnkit.data.jsonl import write_jsonl
 from unlearnkit.errors import UnlearnError
 
 
@@ -293,23 +294,6 @@ def generate_moe_world(cfg: MoeWorldConfig | None = None, seed: int = 0) -> MoeW
 def world_texts(world: MoeWorld) -> list[str]:
     """Every training string (for the tokenizer); MCQ wording is deliberately left out."""
     return [r["question"] + " " + r["answer"] for r in world.train]
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise UnlearnError(f"{path} does not exist: run `unlearn prepare --preset moe` or give a JSONL file")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def write_moe_world(world: MoeWorld, out_dir: Path) -> dict[str, Path]:

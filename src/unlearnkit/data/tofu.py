@@ -10,12 +10,12 @@ their truth ratio uses `answer` as the correct one.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearnkit.data.jsonl import parse_json, parse_jsonl, read_utf8
 from unlearnkit.errors import UnlearnError
 from unlearnkit.hub import hub_error
 
@@ -127,16 +127,6 @@ def _split_file(root: Path, split: str) -> Path:
     )
 
 
-def read_utf8(path: Path) -> str:
-    """A text file's content; a non-UTF-8 file is an error naming its line and byte offset."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise UnlearnError(f"{path} line {line}: not UTF-8 text (byte {err.start})") from None
-
-
 def read_parquet(path: Path) -> list[dict]:
     """The rows of a parquet file (what `datasets` writes and the hub serves)."""
     import pyarrow.parquet as pq
@@ -156,27 +146,8 @@ def _parse_records(path: Path) -> list[tuple[str, object]]:
     if not text.strip():
         raise UnlearnError(f"file {path} is empty: expected one JSON object per line or a JSON array")
     if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UnlearnError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from None
-        except RecursionError:
-            raise UnlearnError(f"{path}: JSON nested too deeply to be a TOFU file") from None
-        return [(f"record {i}", item) for i, item in enumerate(items)]
-    records = []
-    # split on "\n" only: str.splitlines would also break at U+2028 etc., which JSON strings may hold raw
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append((f"line {lineno}", json.loads(line)))
-        except json.JSONDecodeError as err:
-            raise UnlearnError(
-                f"{path} line {lineno}: invalid JSON ({err.msg} at column {err.colno})"
-            ) from None
-        except RecursionError:
-            raise UnlearnError(f"{path} line {lineno}: JSON nested too deeply") from None
-    return records
+        return [(f"record {i}", item) for i, item in enumerate(parse_json(text, path))]
+    return [(f"line {lineno}", value) for lineno, value in parse_jsonl(text, path)]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from unlearnkit.data.formatting import TruncationCounter, encode_qa, pad_batch
-from unlearnkit.data.tofu import read_utf8
+from unlearnkit.data.jsonl import read_utf8
 from unlearnkit.errors import UnlearnError
 
 # Refusal answers for DPO/IdK (the preferred response). Same spirit as TOFU's idontknow.jsonl.

@@ -18,6 +18,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from unlearnkit.data.jsonl import write_jsonl
+
 FORGET_PERCENTS = {"forget01": 1, "forget05": 5, "forget10": 10}
 
 # ----------------------------------------------------------------------------------------------------
@@ -500,11 +502,6 @@ def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    """One JSON object per line (TOFU's normalised layout), written atomically."""
-    _write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def write_world(world: World, out_dir: Path) -> dict[str, Path]:

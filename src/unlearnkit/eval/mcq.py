@@ -21,7 +21,8 @@ import torch
 from transformers import TrainerCallback
 
 from unlearnkit.data.formatting import IGNORE_INDEX, answer_text, pad_batch, prompt_ids
-from unlearnkit.data.tofu import read_parquet, read_utf8
+from unlearnkit.data.jsonl import read_records
+from unlearnkit.data.tofu import read_parquet
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.scoring import batch_answer_nll
 
@@ -85,20 +86,7 @@ def load_mcq(path: str | Path) -> list[dict]:
         if not rows:
             raise UnlearnError(f"{path} holds no multiple-choice items")
         return [_normalize_item(r, f"{path} row {i}") for i, r in enumerate(rows)]
-    text = read_utf8(path)
-    try:
-        if path.suffix == ".jsonl":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            data = json.loads(text)
-            if isinstance(data, dict):
-                lists = [v for v in data.values() if isinstance(v, list)]
-                if len(lists) != 1:
-                    raise UnlearnError(f"{path}: expected a list of items or an object with one list in it")
-                data = lists[0]
-            rows = data
-    except json.JSONDecodeError as err:
-        raise UnlearnError(f"{path} is not valid JSON/JSONL ({err.msg} at line {err.lineno})") from err
+    rows = read_records(path)
     if not rows:
         raise UnlearnError(f"{path} holds no multiple-choice items")
     return [_normalize_item(r, f"{path} item {i}") for i, r in enumerate(rows)]

@@ -26,13 +26,13 @@ import torch
 from scipy.stats import hmean, ks_2samp
 
 from unlearnkit.data.formatting import rouge_strings
+from unlearnkit.data.jsonl import parse_json, read_utf8
 from unlearnkit.data.tofu import (
     check_perturbed_rows,
     holdout_split_for,
     list_splits,
     load_split,
     perturbed_split_for,
-    read_utf8,
 )
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.scoring import (
@@ -589,12 +589,7 @@ def load_eval_log(path: str | Path) -> dict:
         path = path / EVAL_FILE
     if not path.is_file():
         raise UnlearnError(f"{path} not found: pass a TOFU_EVAL.json or the eval directory holding it")
-    try:
-        log = json.loads(read_utf8(path))
-    except json.JSONDecodeError as err:
-        raise UnlearnError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from None
-    except RecursionError:
-        raise UnlearnError(f"{path}: JSON nested too deeply to be a TOFU eval log") from None
+    log = parse_json(read_utf8(path), path)
     if not isinstance(log, dict):
         raise UnlearnError(f"{path} is not a TOFU eval log (expected a JSON object of metrics)")
     check_eval_log(log, path)

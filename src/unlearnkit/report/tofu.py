@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unlearnkit.data.jsonl import read_jsonl
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.tofu import (
     EVAL_FILE,
@@ -103,13 +104,10 @@ def run_settings(run_dir: Path) -> dict:
 def sample_generations(eval_dir: Path) -> list[dict]:
     """The first generation of the forget, retain and world-fact splits (TOFU_GENERATIONS.jsonl)."""
     path = eval_dir / GENERATIONS_FILE
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    try:  # samples only illustrate a report: a missing or damaged file leaves them out
+        rows = read_jsonl(path)
+    except UnlearnError:
+        rows = []
     picked = []
     for split, label in SAMPLE_SPLITS:
         row = min((r for r in rows if r.get("split") == split), key=lambda r: r.get("index", 0), default=None)

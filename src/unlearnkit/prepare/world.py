@@ -11,8 +11,6 @@ re-run with the same seed gives the same weights.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,11 +18,10 @@ from pathlib import Path
 from unlearnkit.data.formatting import set_prompt_format
 from unlearnkit.data.world import FORGET_PERCENTS, WorldConfig, generate_world, write_world
 from unlearnkit.errors import UnlearnError
-from unlearnkit.finetune import FinetuneConfig, finetune
+from unlearnkit.finetune import FinetuneConfig
 from unlearnkit.outputs import write_json
+from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, qa_records, step_hash, train_step
 
-STEP_FILE = "prepare_step.json"
-RECIPE_VERSION = 1  # bump when the training code changes what a step produces (invalidates caches)
 AUGMENT_VERSION = 1  # bump when world_augmentation changes (rewrites only the augmentation files)
 AUGMENT_STEP_FILE = "augment_step.json"  # in data/: the augmentation step's hash and sizes
 
@@ -103,113 +100,59 @@ PRESETS: dict[str, PreparePreset] = {
 }
 
 
-def step_hash(*parts) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def read_step(path: Path) -> dict | None:
-    try:
-        return json.loads((path / STEP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def say(progress: bool, msg: str) -> None:
-    if progress:
-        from rich.console import Console
-
-        Console(stderr=True).print(msg, highlight=False)
-
-
-def _qa(records: list[dict]) -> list[dict]:
-    return [{"question": r["question"], "answer": r["answer"]} for r in records]
-
-
-def _n_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _prepare_augmentation(world, data_dir: Path, force: bool, progress: bool) -> dict:
+def _prepare_augmentation(world, data_dir: Path, steps: Steps) -> dict:
     """ULD's augmentation and the held-out validation rows of every forget split, next to the splits.
 
     A step of its own (hash: world + AUGMENT_VERSION), so adding it to an existing world only adds
     files: the evaluated splits, the tokenizer and every model keep their hashes and are reused.
     """
     from unlearnkit.data.augment import augment_file_for, validation_file_for
-    from unlearnkit.data.world import world_augmentation, write_jsonl
+    from unlearnkit.data.jsonl import write_jsonl
+    from unlearnkit.data.world import world_augmentation
 
-    h = step_hash("augment", world.hash, AUGMENT_VERSION)
-    stamp = data_dir / AUGMENT_STEP_FILE
     files = {f: (augment_file_for(data_dir, f), validation_file_for(data_dir, f)) for f in FORGET_PERCENTS}
-    try:
-        step = json.loads(stamp.read_text())
-    except (OSError, ValueError):
-        step = None
-    if not force and step and step.get("hash") == h and all(p.is_file() for ps in files.values() for p in ps):
-        say(progress, f"[dim]augmentation: reused ({data_dir})[/]")
-        return {**step, "reused": True}
-    sizes = {}
-    for forget, (aug_path, val_path) in files.items():
-        augment, validation = world_augmentation(world, forget)
-        write_jsonl(aug_path, augment)
-        write_jsonl(val_path, validation)
-        sizes[forget] = {"augment": aug_path.name, "validation": val_path.name, "questions": len(augment),
-                         "paraphrased_answers": sum(len(r["paraphrased_answers"]) for r in augment),
-                         "wrong_answers": sum(len(r["perturbed_answers"]) for r in augment),
-                         "validation_rows": len(validation)}
-    info = {"hash": h, "splits": sizes}
-    write_json(stamp, info)
-    say(progress, f"augmentation: {', '.join(f'{f}_augment/_validation' for f in files)} -> {data_dir}")
-    return {**info, "reused": False}
+
+    def build() -> dict:
+        sizes = {}
+        for forget, (aug_path, val_path) in files.items():
+            augment, validation = world_augmentation(world, forget)
+            write_jsonl(aug_path, augment)
+            write_jsonl(val_path, validation)
+            sizes[forget] = {"augment": aug_path.name, "validation": val_path.name, "questions": len(augment),
+                             "paraphrased_answers": sum(len(r["paraphrased_answers"]) for r in augment),
+                             "wrong_answers": sum(len(r["perturbed_answers"]) for r in augment),
+                             "validation_rows": len(validation)}
+        steps.say(f"augmentation: {', '.join(f'{f}_augment/_validation' for f in files)} -> {data_dir}")
+        return {"splits": sizes}
+
+    return steps.run("augmentation", step_hash("augment", world.hash, AUGMENT_VERSION), data_dir, build,
+                     key="augment", stamp=AUGMENT_STEP_FILE,
+                     outputs=tuple(p.name for ps in files.values() for p in ps))
 
 
-def _prepare_tokenizer(preset: PreparePreset, world, out: Path, world_hash: str, force: bool, progress: bool):
+def _prepare_tokenizer(preset: PreparePreset, world, out: Path, world_hash: str, steps: Steps):
     """Train (or reuse) the world tokenizer; with a pretrained base, use that model's own tokenizer."""
     from unlearnkit.data.world import world_texts
     from unlearnkit.data.world_tokenizer import save_tokenizer, train_tokenizer
     from unlearnkit.models.loading import load_tokenizer
 
     tok_dir = out / "tokenizer"
+
+    def build() -> dict:
+        start = time.perf_counter()
+        if preset.pretrained:
+            from unlearnkit.models.loading import load_model_and_tokenizer
+
+            _, tok = load_model_and_tokenizer(preset.pretrained)
+        else:
+            tok = train_tokenizer(world_texts(world), preset.vocab_size)
+        save_tokenizer(tok, tok_dir)
+        steps.say(f"tokenizer: {len(tok)} tokens -> {tok_dir}")
+        return {"vocab_size": len(tok), "wall_time": time.perf_counter() - start}
+
     h = step_hash("tokenizer", world_hash, preset.vocab_size, preset.pretrained, RECIPE_VERSION)
-    step = read_step(tok_dir)
-    if not force and step and step["hash"] == h:
-        say(progress, f"[dim]tokenizer: reused ({tok_dir})[/]")
-        return load_tokenizer(tok_dir), {**step, "reused": True}
-    start = time.perf_counter()
-    if preset.pretrained:
-        from unlearnkit.models.loading import load_model_and_tokenizer
-
-        _, tok = load_model_and_tokenizer(preset.pretrained)
-    else:
-        tok = train_tokenizer(world_texts(world), preset.vocab_size)
-    info = {"hash": h, "vocab_size": len(tok), "wall_time": time.perf_counter() - start}
-    save_tokenizer(tok, tok_dir, {STEP_FILE: info})
-    say(progress, f"tokenizer: {len(tok)} tokens -> {tok_dir}")
-    return load_tokenizer(tok_dir), {**info, "reused": False}
-
-
-def _train_step(name: str, h: str, out_dir: Path, records: list[dict], cfg: FinetuneConfig, tokenizer,
-                init, force: bool, progress: bool) -> dict:
-    """One model: reuse out_dir when its stored hash matches, else train from `init()` and save."""
-    step = read_step(out_dir)
-    if not force and step and step["hash"] == h:
-        say(progress, f"[dim]{name}: reused ({out_dir})[/]")
-        return {**step, "reused": True}
-    model = init()
-    info = {"hash": h, "n_params": _n_params(model), "n_examples": len(records), "config": cfg.to_dict()}
-    if cfg.epochs > 0:
-        res = finetune(model, tokenizer, records, cfg, out_dir=None, progress=progress, description=name)
-        info |= {"final_loss": res.final_loss, "avg_loss": res.avg_loss, "steps": res.steps,
-                 "wall_time": res.wall_time, "losses": res.losses}
-    else:
-        info |= {"steps": 0, "wall_time": 0.0}
-    from unlearnkit.finetune import save_model
-
-    save_model(model, tokenizer, out_dir, extra_files={STEP_FILE: info})
-    loss = f", final loss {info['final_loss']:.4f}" if "final_loss" in info else ""
-    say(progress, f"{name}: {info['steps']} steps in {info['wall_time']:.1f}s{loss} -> {out_dir}")
-    return {**info, "reused": False}
+    info = steps.run("tokenizer", h, tok_dir, build)
+    return load_tokenizer(tok_dir), info
 
 
 def _load(model_dir: Path):
@@ -247,31 +190,30 @@ def prepare(preset: str | PreparePreset, out: str | Path, seed: int = 0,
         before = torch.get_num_threads()
         torch.set_num_threads(preset.threads)
         try:
-            return _prepare(preset, out, seed, forget_splits, force, progress)
+            return _prepare(preset, out, seed, forget_splits, Steps(force, progress))
         finally:
             torch.set_num_threads(before)
-    return _prepare(preset, out, seed, forget_splits, force, progress)
+    return _prepare(preset, out, seed, forget_splits, Steps(force, progress))
 
 
 def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[str, ...],
-             force: bool | tuple[str, ...] | list[str], progress: bool) -> dict:
-    def forced(step: str) -> bool:
-        return force is True or (not isinstance(force, bool) and step in force)
-
+             steps: Steps) -> dict:
     start = time.perf_counter()
     world = generate_world(preset.world, seed)
     data_dir = out / "data"
-    meta = read_step(data_dir) if (data_dir / "world.json").is_file() else None
-    if forced("data") or not meta or meta.get("hash") != world.hash:
+
+    def write_data() -> dict:
         write_world(world, data_dir)
-        write_json(data_dir / STEP_FILE, {"hash": world.hash})
         n_rows, n_authors = len(world.splits["full"]), preset.world.n_authors
-        say(progress, f"world: {n_rows} QA rows, {n_authors} authors -> {data_dir}")
-    augment_info = _prepare_augmentation(world, data_dir, forced("augment"), progress)
-    tokenizer, tok_info = _prepare_tokenizer(preset, world, out, world.hash, forced("tokenizer"), progress)
+        steps.say(f"world: {n_rows} QA rows, {n_authors} authors -> {data_dir}")
+        return {}
+
+    steps.run("data", world.hash, data_dir, write_data, outputs=("world.json",))
+    augment_info = _prepare_augmentation(world, data_dir, steps)
+    tokenizer, tok_info = _prepare_tokenizer(preset, world, out, world.hash, steps)
     fmt = set_prompt_format(tokenizer, preset.prompt_format).describe()
 
-    facts = _qa(world.splits["world_facts"] + world.splits["real_authors"])
+    facts = qa_records(world.splits["world_facts"] + world.splits["real_authors"])
     replay = facts if preset.replay_facts else []
     base_cfg, target_cfg = replace(preset.base, seed=seed), replace(preset.target, seed=seed)
     from unlearnkit.models.loading import load_model_and_tokenizer
@@ -286,14 +228,14 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
     def init_base():
         return load_model_and_tokenizer(preset.pretrained or preset.model, tokenizer=tokenizer, seed=seed)[0]
 
-    models = {"base": _train_step("base", base_hash, out / "base", world.pretrain, base_cfg, tokenizer,
-                                  init_base, forced("base"), progress)}
+    models = {"base": train_step(steps, "base", base_hash, out / "base", world.pretrain, base_cfg, tokenizer,
+                                 init_base)}
     retain_names = [f"retain{100 - FORGET_PERCENTS[f]}" for f in forget_splits]
     children = [("target", "full")] + [(name, name) for name in retain_names]
     for name, split in children:
         h = step_hash(name, base_hash, split, target_cfg.to_dict(), preset.replay_facts)
-        models[name] = _train_step(name, h, out / name, _qa(world.splits[split]) + replay, target_cfg,
-                                   tokenizer, lambda: _load(out / "base"), forced(name), progress)
+        models[name] = train_step(steps, name, h, out / name, qa_records(world.splits[split]) + replay,
+                                  target_cfg, tokenizer, lambda: _load(out / "base"))
         models[name]["train_split"] = split
 
     manifest = {
@@ -310,7 +252,7 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
         "wall_time": time.perf_counter() - start,
     }
     write_json(out / "prepare.json", manifest)
-    say(progress, f"[green]prepared[/] {preset.name} world in {manifest['wall_time']:.1f}s -> {out}")
+    steps.say(f"[green]prepared[/] {preset.name} world in {manifest['wall_time']:.1f}s -> {out}")
     return manifest
 
 

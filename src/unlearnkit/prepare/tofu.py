@@ -1,10 +1,10 @@
 """Target and retain models fine-tuned on a TOFU-layout directory (real TOFU), each with its TOFU evaluation.
 
-prepare.py builds models on a generated world; here the data is read from `--data` instead. The target
+prepare/world.py builds models on a generated world; here the data is read from `--data` instead. The target
 learns the forget authors (forget10) plus the retain authors the evaluation scores (the questions of
 `retain_perturbed`, all inside retain90); the retain model is trained the same way on those retain
 records only, so it never saw a forget10 author and is a valid forget-quality reference for every
-forget split inside forget10 (forget01, forget05, forget10). Steps use prepare.py's content hashing:
+forget split inside forget10 (forget01, forget05, forget10). Steps use prepare/steps.py's runner:
 a re-run reuses finished models and evaluations, an interrupted one resumes at the first unfinished step.
 
 Layout of `out`: target/, retain/ (save_pretrained dirs), eval/<model>/<forget>/ (TOFU_EVAL.json,
@@ -23,7 +23,7 @@ from unlearnkit.data.tofu import FORGET_SPLITS, load_split, retain_split_for
 from unlearnkit.errors import UnlearnError
 from unlearnkit.finetune import FinetuneConfig
 from unlearnkit.outputs import write_json
-from unlearnkit.prepare import RECIPE_VERSION, STEP_FILE, _qa, _train_step, read_step, say, step_hash
+from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, qa_records, step_hash, train_step
 
 RETAIN_EVAL_SPLIT = "retain_perturbed"  # the retain questions TOFU's evaluation scores
 
@@ -74,9 +74,9 @@ def _pairs(rows: list[dict]) -> set[tuple[str, str]]:
 
 def training_records(preset: TofuPreset, data: str | Path, max_samples: int | None = None) -> dict:
     """{forget, retain} QA records; `max_samples` keeps the first N of each (smoke runs)."""
-    forget = _qa(load_split(data, preset.forget))
+    forget = qa_records(load_split(data, preset.forget))
     retain_split = retain_split_for(preset.forget)
-    retain = _qa(load_split(data, retain_split))
+    retain = qa_records(load_split(data, retain_split))
     if _pairs(forget) & _pairs(retain):
         raise UnlearnError(f"{preset.forget} and {retain_split} in {data} share questions: "
                            "retain must exclude forget (check the split files)")
@@ -117,7 +117,7 @@ def resolve_tofu_preset(preset: str | TofuPreset) -> TofuPreset:
     return TOFU_PRESETS[preset]
 
 
-def _tokenizer(preset: TofuPreset, records: list[dict], out: Path, h: str, force: bool, progress: bool):
+def _tokenizer(preset: TofuPreset, records: list[dict], out: Path, h: str, steps: Steps):
     """A pretrained model's own tokenizer, or (from-scratch preset) one trained on the records, cached."""
     from unlearnkit.models.loading import DENSE_PRESETS, SMOLLM2, load_model_and_tokenizer, load_tokenizer
 
@@ -130,43 +130,42 @@ def _tokenizer(preset: TofuPreset, records: list[dict], out: Path, h: str, force
     from unlearnkit.data.world_tokenizer import save_tokenizer, train_tokenizer
 
     tok_dir = out / "tokenizer"
-    step = read_step(tok_dir)
-    if not force and step and step["hash"] == h:
-        say(progress, f"[dim]tokenizer: reused ({tok_dir})[/]")
-    else:
+
+    def build() -> dict:
         texts = [t for r in records for t in (r["question"], r["answer"])]
         tok = train_tokenizer(texts, preset.vocab_size)
-        save_tokenizer(tok, tok_dir, {STEP_FILE: {"hash": h, "vocab_size": len(tok)}})
-        say(progress, f"tokenizer: {len(tok)} tokens -> {tok_dir}")
+        save_tokenizer(tok, tok_dir)
+        steps.say(f"tokenizer: {len(tok)} tokens -> {tok_dir}")
+        return {"vocab_size": len(tok)}
+
+    steps.run("tokenizer", h, tok_dir, build)
     return load_tokenizer(tok_dir), "tokenizer"
 
 
-def _eval_step(name: str, h: str, out_dir: Path, model_dir: Path, data, forget: str, reference: dict | None,
-               max_samples: int | None, preset: TofuPreset, force: bool, progress: bool, eval_bars) -> dict:
+def _eval_step(steps: Steps, name: str, h: str, out_dir: Path, model_dir: Path, data, forget: str,
+               reference: dict | None, max_samples: int | None, preset: TofuPreset, eval_bars) -> dict:
     """TOFU evaluation of one saved model into out_dir, reused when its stored hash matches."""
     from unlearnkit.eval import tofu as tofu_eval
     from unlearnkit.models.loading import load_hf_dir
 
-    step = read_step(out_dir)
-    if not force and step and step["hash"] == h and (out_dir / tofu_eval.EVAL_FILE).is_file():
-        say(progress, f"[dim]{name}: reused ({out_dir})[/]")
-        return {**step, "reused": True}
-    start = time.perf_counter()
-    model, tok = load_hf_dir(model_dir)
-    with eval_bars() if eval_bars else nullcontext() as bars:  # not live during training's own bar
-        summary, log = tofu_eval.evaluate_tofu(model, tok, data, forget, reference, max_samples,
-                                               preset.eval_batch_size, preset.max_new_tokens, bars)
-    info = {"hash": h, "model": str(model_dir), "forget": forget, "max_samples": max_samples,
-            "seconds": round(time.perf_counter() - start, 2), "summary": summary}
-    meta = {"name": name, "model": str(model_dir), "data": str(data), "forget": forget,
-            "max_samples": max_samples, "batch_size": preset.eval_batch_size,
-            "max_new_tokens": preset.max_new_tokens, "seconds": info["seconds"]}
-    tofu_eval.write_eval(out_dir, summary, log, meta=meta)
-    write_json(out_dir / STEP_FILE, info)  # written last: an interrupted eval is redone
-    rouge = (f"forget ROUGE-L {summary['forget_Q_A_ROUGE']:.3f}, "
-             f"retain ROUGE-L {summary['retain_Q_A_ROUGE']:.3f}")
-    say(progress, f"{name}: {rouge} in {info['seconds']:.0f}s -> {out_dir}")
-    return {**info, "reused": False}
+    def build() -> dict:
+        start = time.perf_counter()
+        model, tok = load_hf_dir(model_dir)
+        with eval_bars() if eval_bars else nullcontext() as bars:  # not live during training's own bar
+            summary, log = tofu_eval.evaluate_tofu(model, tok, data, forget, reference, max_samples,
+                                                   preset.eval_batch_size, preset.max_new_tokens, bars)
+        info = {"model": str(model_dir), "forget": forget, "max_samples": max_samples,
+                "seconds": round(time.perf_counter() - start, 2), "summary": summary}
+        meta = {"name": name, "model": str(model_dir), "data": str(data), "forget": forget,
+                "max_samples": max_samples, "batch_size": preset.eval_batch_size,
+                "max_new_tokens": preset.max_new_tokens, "seconds": info["seconds"]}
+        tofu_eval.write_eval(out_dir, summary, log, meta=meta)
+        rouge = (f"forget ROUGE-L {summary['forget_Q_A_ROUGE']:.3f}, "
+                 f"retain ROUGE-L {summary['retain_Q_A_ROUGE']:.3f}")
+        steps.say(f"{name}: {rouge} in {info['seconds']:.0f}s -> {out_dir}")
+        return info
+
+    return steps.run(name, h, out_dir, build, key="eval", outputs=(tofu_eval.EVAL_FILE,))
 
 
 def prepare_tofu(preset: str | TofuPreset, data: str | Path, out: str | Path, seed: int = 0,
@@ -193,15 +192,12 @@ def prepare_tofu(preset: str | TofuPreset, data: str | Path, out: str | Path, se
             raise UnlearnError(f"cannot evaluate on {f!r}: the retain model is a reference only for forget "
                                f"splits inside {preset.forget} ({', '.join(valid)})")
     out.mkdir(parents=True, exist_ok=True)
-
-    def forced(step: str) -> bool:
-        return force is True or (not isinstance(force, bool) and step in force)
+    steps = Steps(force, progress)
 
     cfg = replace(preset.train, seed=seed)
     data_hash = step_hash(records)
     tok_hash = step_hash("tofu-tokenizer", data_hash, preset.model, preset.vocab_size, RECIPE_VERSION)
-    tokenizer, tok_dir = _tokenizer(preset, records["retain"] + records["forget"], out, tok_hash,
-                                    forced("tokenizer"), progress)
+    tokenizer, tok_dir = _tokenizer(preset, records["retain"] + records["forget"], out, tok_hash, steps)
     from unlearnkit.models.loading import load_model_and_tokenizer
 
     def init():
@@ -212,8 +208,7 @@ def prepare_tofu(preset: str | TofuPreset, data: str | Path, out: str | Path, se
     for name, rows in parts.items():
         hashes[name] = step_hash("tofu", name, tok_hash, step_hash(rows), preset.model, cfg.to_dict(),
                                  seed, RECIPE_VERSION)
-        models[name] = _train_step(name, hashes[name], out / name, rows, cfg, tokenizer, init,
-                                   forced(name), progress)
+        models[name] = train_step(steps, name, hashes[name], out / name, rows, cfg, tokenizer, init)
         models[name] |= {"n_forget": len(records["forget"]) if name == "target" else 0,
                          "n_retain": len(records["retain"])}
 
@@ -228,8 +223,8 @@ def prepare_tofu(preset: str | TofuPreset, data: str | Path, out: str | Path, se
                 h = step_hash("tofu-eval", hashes[name], hashes["retain"], f, max_samples,
                               preset.eval_batch_size, preset.max_new_tokens)
                 evals[f"{name}/{f}"] = {"dir": str(d.relative_to(out)), **_eval_step(
-                    f"eval {name} {f}", h, d, out / name, data, f, reference, max_samples,
-                    preset, forced("eval"), progress, eval_bars)}
+                    steps, f"eval {name} {f}", h, d, out / name, data, f, reference, max_samples, preset,
+                    eval_bars)}
 
     manifest = {
         "preset": preset.name, "seed": seed, "root": str(out.resolve()), "data": str(Path(data).resolve()),
@@ -241,5 +236,5 @@ def prepare_tofu(preset: str | TofuPreset, data: str | Path, out: str | Path, se
         "wall_time": time.perf_counter() - start,
     }
     write_json(out / "prepare.json", manifest)
-    say(progress, f"[green]prepared[/] {preset.name} on {data} in {manifest['wall_time']:.1f}s -> {out}")
+    steps.say(f"[green]prepared[/] {preset.name} on {data} in {manifest['wall_time']:.1f}s -> {out}")
     return manifest

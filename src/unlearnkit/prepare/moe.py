@@ -3,7 +3,7 @@
 Steps: generate the world (facts per domain + held-out MCQs), train a byte-level BPE tokenizer on the
 training text, pre-train a tiny transformers MoE (Qwen2-MoE with a shared expert, or Mixtral/OLMoE) on
 every domain with the router load-balancing loss on, then measure MC accuracy per domain. Each step is
-content-hashed and reused when its hash matches, like prepare.py.
+content-hashed and reused when its hash matches (prepare/steps.py).
 
 Domain-routed pre-training (`domain_routing` > 0): a tiny MoE trained for minutes does not grow topic
 experts by itself (measured: no expert above 0.44 of the forget domain's gate mass), while UOE's premise
@@ -27,7 +27,7 @@ from unlearnkit.errors import UnlearnError
 from unlearnkit.finetune import FinetuneConfig, finetune
 from unlearnkit.models.moe import moe_layers
 from unlearnkit.outputs import write_json
-from unlearnkit.prepare import STEP_FILE, read_step, say, step_hash
+from unlearnkit.prepare.steps import Steps, step_hash
 
 
 @dataclass(frozen=True)
@@ -134,30 +134,33 @@ def prepare_moe(preset: str | MoePreset = "moe", out: str | Path = "moe-world", 
     preset = resolve_moe_preset(preset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-
-    def forced(step: str) -> bool:
-        return force is True or (not isinstance(force, bool) and step in force)
+    steps = Steps(force, progress)
 
     start = time.perf_counter()
     world = generate_moe_world(preset.world, seed)
     data_dir = out / "data"
-    step = read_step(data_dir)
-    if forced("data") or not step or step.get("hash") != world.hash:
+
+    def write_data() -> dict:
         write_moe_world(world, data_dir)
-        write_json(data_dir / STEP_FILE, {"hash": world.hash})
-        say(progress, f"world: {len(world.train)} training records, {len(world.config.domains)} domains "
-                       f"(forget: {world.config.forget_domain}) -> {data_dir}")
+        steps.say(f"world: {len(world.train)} training records, {len(world.config.domains)} domains "
+                  f"(forget: {world.config.forget_domain}) -> {data_dir}")
+        return {}
+
+    steps.run("data", world.hash, data_dir, write_data)
 
     tok_dir = out / "tokenizer"
     # Tokenizer and target depend on the training text only: rewording the held-out MCQs re-evaluates
     # but does not retrain.
     train_hash = step_hash(world.train)
     tok_hash = step_hash("tokenizer", train_hash, preset.vocab_size)
-    step = read_step(tok_dir)
-    if forced("tokenizer") or not step or step.get("hash") != tok_hash:
+
+    def build_tokenizer() -> dict:
         tok = train_tokenizer(world_texts(world), preset.vocab_size)
-        save_tokenizer(tok, tok_dir, {STEP_FILE: {"hash": tok_hash, "vocab_size": len(tok)}})
-        say(progress, f"tokenizer: {len(tok)} tokens -> {tok_dir}")
+        save_tokenizer(tok, tok_dir)
+        steps.say(f"tokenizer: {len(tok)} tokens -> {tok_dir}")
+        return {"vocab_size": len(tok)}
+
+    steps.run("tokenizer", tok_hash, tok_dir, build_tokenizer)
     tokenizer = load_tokenizer(tok_dir)
 
     cfg = replace(preset.train, seed=seed)
@@ -165,29 +168,29 @@ def prepare_moe(preset: str | MoePreset = "moe", out: str | Path = "moe-world", 
     target_hash = step_hash("target", tok_hash, preset.model, MODEL_PRESETS[preset.model], cfg.to_dict(),
                             seed, *([preset.domain_routing] if preset.domain_routing else []))
     # (without routing the hash is the one targets had before the option existed, so they are reused)
-    info = read_step(target_dir)
-    if forced("target") or not info or info.get("hash") != target_hash:
+    model = None  # built by the target step, else loaded
+
+    def build_target() -> dict:
+        nonlocal model
         model = build_moe_preset(preset.model, tokenizer, seed)
         res = train_moe_target(model, tokenizer, world.train, cfg, progress, world.config.domains,
                                preset.domain_routing)
         model.eval()
-        info = {"hash": target_hash, "n_params": sum(p.numel() for p in model.parameters()),
-                "n_examples": len(world.train), "config": cfg.to_dict(), "final_loss": res.final_loss,
-                "steps": res.steps, "wall_time": res.wall_time, "losses": res.losses,
-                "domain_routing": preset.domain_routing}
-        save_model(model, tokenizer, target_dir, extra_files={STEP_FILE: info})
-        say(progress, f"target: {res.steps} steps in {res.wall_time:.0f}s, final loss {res.final_loss:.3f}")
-        info = {**info, "reused": False}
-    else:
+        save_model(model, tokenizer, target_dir)
+        steps.say(f"target: {res.steps} steps in {res.wall_time:.0f}s, final loss {res.final_loss:.3f}")
+        return {"n_params": sum(p.numel() for p in model.parameters()), "n_examples": len(world.train),
+                "config": cfg.to_dict(), "final_loss": res.final_loss, "steps": res.steps,
+                "wall_time": res.wall_time, "losses": res.losses, "domain_routing": preset.domain_routing}
+
+    info = steps.run("target", target_hash, target_dir, build_target)
+    if model is None:
         model = set_eager_experts(load_hf_dir(target_dir)[0])
-        info = {**info, "reused": True}
-        say(progress, f"[dim]target: reused ({target_dir})[/]")
     mcq = evaluate_domains(model, tokenizer, world.mcq, world.config.forget_domain, preset.mcq_mode,
                            preset.mcq_norm)
     info |= {"mcq_accuracy": mcq["accuracy"], "forget_accuracy": mcq["forget_accuracy"],
              "utility_accuracy": mcq["utility_accuracy"]}
-    say(progress, f"target MC accuracy: forget ({world.config.forget_domain}) {mcq['forget_accuracy']:.3f}, "
-                   f"utility {mcq['utility_accuracy']:.3f}")
+    steps.say(f"target MC accuracy: forget ({world.config.forget_domain}) {mcq['forget_accuracy']:.3f}, "
+              f"utility {mcq['utility_accuracy']:.3f}")
 
     manifest = {
         "preset": preset.name, "kind": "moe", "seed": seed, "root": str(out.resolve()),
@@ -200,5 +203,5 @@ def prepare_moe(preset: str | MoePreset = "moe", out: str | Path = "moe-world", 
         "wall_time": time.perf_counter() - start,
     }
     write_json(out / "prepare.json", manifest)
-    say(progress, f"[green]prepared[/] {preset.name} world in {manifest['wall_time']:.1f}s -> {out}")
+    steps.say(f"[green]prepared[/] {preset.name} world in {manifest['wall_time']:.1f}s -> {out}")
     return manifest

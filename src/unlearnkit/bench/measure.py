@@ -1,0 +1,114 @@
+"""What the bench measures inside a worker: process memory, machine context, tokens per epoch, which epochs
+are timed, and timed greedy generation (definitions in the package docstring)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _status_kb(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this process image. VmHWM first: ru_maxrss survives exec on Linux, so a child forked
+    from a big parent would report the parent's peak."""
+    kb = _status_kb("VmHWM")
+    if kb is not None:
+        return kb * 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def rss_bytes() -> int:
+    """Current RSS (falls back to the peak where /proc is missing)."""
+    kb = _status_kb("VmRSS")
+    return kb * 1024 if kb is not None else peak_rss_bytes()
+
+
+def machine_info() -> dict:
+    """CPU model, cores, load and library versions: the context every figure needs."""
+    from unlearnkit.outputs import provenance
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    prov = provenance(0)
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": affinity,
+            "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "platform": platform.platform(), "cuda": prov["machine"]["cuda"], "versions": prov["versions"]}
+
+
+def epoch_tokens(dataset) -> int:
+    """Non-padding tokens of one pass over a paired dataset ({"forget": enc, "retain": enc, ...} items)."""
+    total = 0
+    for i in range(len(dataset)):
+        item = dataset[i]
+        parts = item.values() if isinstance(item, dict) and "input_ids" not in item else [item]
+        total += sum(len(p["input_ids"]) for p in parts if isinstance(p, dict) and "input_ids" in p)
+    return total
+
+
+def train_meter():
+    """A TrainerCallback recording tokens per epoch and the training peak RSS (transformers loads lazily)."""
+    from transformers import TrainerCallback
+
+    class TrainMeter(TrainerCallback):
+        """Tokens of each epoch (read after the epoch, so its timing is untouched) and the peak RSS at
+        the end of training (before evaluation)."""
+
+        def __init__(self):
+            self.tokens: list[int] = []
+            self.train_peak_rss: int | None = None
+
+        def on_epoch_end(self, args, state, control, train_dataloader=None, **kwargs):
+            dataset = getattr(train_dataloader, "dataset", None)
+            if dataset is not None:
+                self.tokens.append(epoch_tokens(dataset))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.train_peak_rss = peak_rss_bytes()
+
+    return TrainMeter()
+
+
+def timed_epochs(epoch_seconds: list[float]) -> list[int]:
+    """Indices of the epochs that count: all but the first (warm-up), unless there is only one."""
+    return list(range(1, len(epoch_seconds))) if len(epoch_seconds) > 1 else list(range(len(epoch_seconds)))
+
+
+def generate_tokens(model, tok, prompts: list[list[int]], batch_size: int,
+                    new_tokens: int) -> tuple[int, float]:
+    """(new tokens generated, seconds) for greedy generation of exactly `new_tokens` per prompt."""
+    import torch
+
+    from unlearnkit.data.formatting import pad_batch
+
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    count, start = 0, time.perf_counter()
+    for i in range(0, len(prompts), batch_size):
+        feats = [{"input_ids": p, "attention_mask": [1] * len(p)} for p in prompts[i:i + batch_size]]
+        batch = {k: v.to(model.device) for k, v in pad_batch(feats, pad_id, "left").items()}
+        with torch.inference_mode():
+            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=pad_id, eos_token_id=tok.eos_token_id)
+        count += (out.shape[1] - batch["input_ids"].shape[1]) * out.shape[0]
+    return count, time.perf_counter() - start

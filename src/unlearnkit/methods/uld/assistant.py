@@ -22,7 +22,7 @@ from unlearnkit.models.layers import decoder_layers
 
 @dataclass
 class LoraSettings:
-    """LoRA hyper-parameters of the assistant (the ULD paper used r=32)."""
+    """LoRA hyper-parameters of the assistant (docs/design.md §4 defaults; the ULD paper used r=32)."""
 
     r: int = 16
     alpha: int = 32

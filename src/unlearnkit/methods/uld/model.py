@@ -1,10 +1,10 @@
 """ULDModel: the unlearned model of ULD, z = z_t - w * z_a, as a causal LM that `generate()` can drive.
 
 The forward runs the target and the assistant on the same inputs (same attention mask and positions),
-each with its own KV cache, and combines their next-token logits with the relative-top filter (see
-docs/design.md, ULD). Anything that calls `model(input_ids, attention_mask).logits` or
-`model.generate(...)` works unchanged. The saved artifact holds only the LoRA adapter, a small JSON
-and (optionally) the tokenizer.
+each with its own KV cache, and combines their next-token logits with the relative-top filter of
+docs/design.md §4. Anything that calls `model(input_ids, attention_mask).logits` or
+`model.generate(...)` works unchanged. The saved artifact holds only the LoRA adapter, a small JSON and
+(optionally) the tokenizer.
 """
 
 from __future__ import annotations

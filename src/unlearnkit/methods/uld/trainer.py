@@ -4,7 +4,7 @@ Only the assistant trains (LoRA on the target's first K layers, weights shared w
 stays untouched). Loss: L = CE_f + λ · KL(U ‖ p_a), CE_f on D'f (forget answers, plus paraphrases from
 an augmentation file) and the KL to the uniform distribution on D'r (retain answers, plus the file's
 wrong answers to the forget questions), so that the assistant is confident only about the forget
-answers (docs/design.md, ULD). The augmentation never comes from the evaluated split (see data.augment).
+answers (docs/design.md §4). The augmentation never comes from the evaluated split (see data.augment).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """UOE (Unlearning One Expert, for mixture-of-experts LLMs): unlearn by training a single expert.
 
-The expert most tied to the forget data — highest affinity s(l, e) on forget tokens (docs/design.md,
-UOE) — and
+The expert most tied to the forget data — highest affinity s(l, e) on forget tokens (docs/design.md §5) — and
 its layer's router are the only trainable weights; everything else is frozen. Because the forget loss
 could otherwise be lowered by routing forget tokens *away* from that expert, an anchor loss keeps them
 routed to it: L = L_forget + λ L_retain + α A with A = mean ‖softmax(router(h)) − onehot(e*)‖².

@@ -40,7 +40,7 @@ def retain_sample(retain: list[dict], n_forget: int, seed: int = 0,
 def uld_parts(forget: list[dict], retain: list[dict], augmentation: list[dict] | None = None,
               seed: int = 0, retain_size: int | str | None = None, use_questions: bool = True,
               paraphrases: int | None = None, wrong: int | None = None) -> dict[str, list[dict]]:
-    """ULD's training data by part (docs/design.md, ULD): D'f = forget + augment_forget, D'r = retain +
+    """ULD's training data by part (docs/design.md §4): D'f = forget + augment_forget, D'r = retain +
     augment_retain. The augmentation (see data.augment) comes from a file of its own, never from the
     evaluated split's paraphrased/perturbed answers; without one, D'f is the forget set alone."""
     parts = {"forget": [{"question": r["question"], "answer": r["answer"]} for r in forget],

@@ -55,11 +55,11 @@ def test_finetune_single_warmup_step_is_an_error_unless_allowed(micro_world):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from unlearnkit.data.tofu import load_split
-    from unlearnkit.finetune import FinetuneConfig, finetune
+    from unlearnkit.finetune import finetune, finetune_settings
 
     tok = AutoTokenizer.from_pretrained(micro_world.tokenizer_dir)
     rows = load_split(micro_world.data_dir, "forget10")
-    cfg = FinetuneConfig(epochs=1, batch_size=16, warmup=0.05)  # 12 rows: one step, warmup -> lr 0
+    cfg = finetune_settings(epochs=1, batch_size=16, warmup=0.05)  # 12 rows: one step, warmup -> lr 0
 
     def model():
         return AutoModelForCausalLM.from_pretrained(micro_world.base_dir, use_safetensors=True)
@@ -67,5 +67,5 @@ def test_finetune_single_warmup_step_is_an_error_unless_allowed(micro_world):
     with pytest.raises(UnlearnError, match=r"all ran at learning rate 0 .*--allow-no-update"):
         finetune(model(), tok, rows, cfg, progress=False)
     assert finetune(model(), tok, rows, cfg, progress=False, allow_no_update=True).steps == 1
-    assert finetune(model(), tok, rows, FinetuneConfig(epochs=1, batch_size=16, warmup=0),
+    assert finetune(model(), tok, rows, finetune_settings(epochs=1, batch_size=16, warmup=0),
                     progress=False).steps == 1

@@ -250,11 +250,11 @@ def test_moe_recipe_configs_are_valid(name, selection):
 
     import yaml
 
-    from unlearnkit.methods.base import TrainSettings
+    from unlearnkit.training.arguments import TrainArgs
 
     path = Path(__file__).parents[1] / "src" / "unlearnkit" / "configs" / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
     spec = REGISTRY[data["method"]["name"]]
     params = spec.resolve_params(data["method"]["params"])
     assert params["selection"] == selection and params["retain_anchor_weight"] > 0
-    TrainSettings.from_dict(data["train"]).validate()
+    TrainArgs.from_settings(data["train"])

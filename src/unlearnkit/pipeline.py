@@ -30,7 +30,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from unlearnkit import outputs
-from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
+from unlearnkit.config import RunConfig, config_hash, save_config
 from unlearnkit.data.augment import drop_evaluated, eval_overlap, evaluated_strings, read_augmentation
 from unlearnkit.data.formatting import get_prompt_format, set_prompt_format
 from unlearnkit.data.moe_world import read_jsonl
@@ -217,7 +217,7 @@ def reference_warning(spec: str | None, forget: str) -> str | None:
 
 def train_overrides(cfg: RunConfig) -> dict:
     """Training settings the user set; anything left unset keeps the method's own default."""
-    return {k: v for k, v in config_to_dict(cfg.train).items() if v is not None}
+    return {k: v for k, v in cfg.train.items() if v is not None}
 
 
 class BestEpoch(TrainerCallback):
@@ -460,14 +460,15 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     params = spec.resolve_params(cfg.method.params)
     check_run_inputs(cfg, spec, params)
     train = {"max_length": cfg.data.max_length, "save_strategy": "epoch", **train_overrides(cfg)}
-    batch, world = spec.train_settings(train).batch_size, int(os.environ.get("WORLD_SIZE", "1"))
+    settings = spec.train_settings(train)
+    batch, world = settings.per_device_train_batch_size, int(os.environ.get("WORLD_SIZE", "1"))
     if batch % world:
         raise UnlearnError(f"train.batch_size={batch} must be a multiple of the {world} processes: "
                            "each step's batch is split across them")
     data = load_run_data(cfg.data.data, cfg.data.forget, cfg.data.max_samples)
     augmentation, augment_entry = load_run_augmentation(cfg, params, data, say) if spec.name == "uld" \
         else (None, None)
-    overlap = check_eval_overlap(cfg, spec, params, spec.train_settings(train), data, augmentation)
+    overlap = check_eval_overlap(cfg, spec, params, settings, data, augmentation)
     validation = load_validation(cfg, params, data) if spec.name == "uld" else None
     mcq = is_mcq_world(cfg.data.data)
     forget_name = world_forget_domain(cfg.data.data) if mcq else cfg.data.forget
@@ -475,7 +476,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     set_prompt_format(tokenizer, cfg.model.prompt_format, cfg.model.system_prompt)
     is_uld = spec.name == "uld"
     ckpt = checkpoint_dir_for(out)
-    saving = train["save_strategy"] != "no"
+    saving = settings.save_strategy != "no"
     resume_from = prepare_checkpoints(cfg, ckpt, saving) if is_main_process() else \
         (find_checkpoint(ckpt) if cfg.resume else None)
 
@@ -508,7 +509,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
                                               for records in (data.forget, data.retain)))
             extra_callbacks.append(monitor)
         try:
-            result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, train, None,
+            result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, settings, None,
                              None, extra_callbacks, checkpoint_dir=ckpt if saving else None,
                              resume_from=resume_from, augmentation=augmentation)
         except NoUpdateError:
@@ -521,7 +522,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             raise UnlearnError(f"{err}{kept}") from err
         record = {
             "method": result.method, "model": cfg.model.model, "data": cfg.data.data,
-            "forget": forget_name, "params": result.params, "train": config_to_dict(result.train),
+            "forget": forget_name, "params": result.params, "train": result.train.record(),
             "train_seconds": result.train_seconds, "epoch_seconds": result.epoch_seconds,
             "global_steps": result.global_steps, "trainable_params": result.trainable_params,
             "total_params": result.total_params, "truncated": result.truncated, "extra": result.extra,
@@ -549,7 +550,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
                                           "validation_rows": len(validation),
                                           "epoch": best.restore(result.model), "history": best.history}
             else:
-                record["epoch_choice"] = {"rule": "last", "epoch": result.train.epochs}
+                record["epoch_choice"] = {"rule": "last", "epoch": result.train.num_train_epochs}
             final = ULDModel.from_target(model, result.model, params["weight"], params["filter_factor"],
                                          target_path=str(Path(cfg.model.model).resolve())
                                          if Path(cfg.model.model).is_dir() else cfg.model.model)

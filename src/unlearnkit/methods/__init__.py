@@ -11,11 +11,10 @@ import difflib
 import pickle
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
-from transformers import PrinterCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, set_seed
 
 from unlearnkit.data.formatting import TruncationCounter
 from unlearnkit.data.unlearning import merge_perturbed
@@ -25,7 +24,6 @@ from unlearnkit.methods.base import (
     CheckpointMarker,
     EpochSaver,
     EpochTimer,
-    TrainSettings,
     UnlearnResult,
     UnlearnTrainer,
     count_params,
@@ -40,6 +38,7 @@ from unlearnkit.methods.rmu import RMUTrainer
 from unlearnkit.methods.simnpo import SimNPOTrainer
 from unlearnkit.methods.uld import ULDTrainer
 from unlearnkit.outputs import write_json
+from unlearnkit.training.arguments import TrainArgs, cpu_only
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,11 @@ class MethodSpec:
                                "beta, so use a number > 0 (default {})".format(self.params["beta"]))
         return params
 
-    def train_settings(self, overrides: dict | TrainSettings | None = None) -> TrainSettings:
-        """The method's default TrainSettings overridden by a dict (a TrainSettings is taken as is)."""
-        if isinstance(overrides, TrainSettings):
+    def train_settings(self, overrides: dict | TrainArgs | None = None) -> TrainArgs:
+        """The method's default settings overridden by a dict (a TrainArgs is taken as is)."""
+        if isinstance(overrides, TrainArgs):
             return overrides
-        return TrainSettings.from_dict(overrides, TrainSettings.from_dict(self.train))
+        return TrainArgs.from_settings(self.train, overrides)
 
 
 _RETAIN = {"gamma": 1.0, "alpha": 1.0}
@@ -138,46 +137,6 @@ def get_method(name: str) -> MethodSpec:
     raise UnlearnError(f"unknown method {name!r}: {hint}known methods: {', '.join(known)}")
 
 
-def cpu_only() -> bool:
-    """No GPU/MPS: tell accelerate so, or several launched processes would not form a (gloo) group."""
-    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
-
-
-def training_arguments(settings: TrainSettings, output_dir: str) -> TrainingArguments:
-    """Trainer arguments for our settings: checkpoints only when asked, no reporters, paired batches whole.
-
-    split_batches: under several processes each step's batch of `batch_size` is split across them, so
-    the global batch, the data order and the number of steps stay those of one process.
-    """
-    return TrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
-        learning_rate=settings.lr,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps if settings.max_steps and settings.max_steps > 0 else -1,
-        weight_decay=settings.weight_decay,
-        warmup_steps=float(settings.warmup_ratio),  # a float < 1 is a ratio of the total steps
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        logging_steps=settings.logging_steps,
-        save_strategy=settings.save_strategy,
-        save_steps=settings.save_steps if settings.save_strategy == "steps" else 500,
-        save_total_limit=2,  # the newest may be incomplete after a kill: keep the one before it
-        accelerator_config={"split_batches": True},
-        use_cpu=cpu_only(),
-        report_to="none",
-        remove_unused_columns=False,  # items are {"forget": ..., "retain": ...}, not model kwargs
-        label_names=[],
-        seed=settings.seed,
-        data_seed=settings.seed,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        activation_checkpointing=settings.gradient_checkpointing,
-    )
-
-
 def build_trainer(
     method: str,
     model,
@@ -185,7 +144,7 @@ def build_trainer(
     forget_records: list[dict],
     retain_records: list[dict] | None = None,
     params: dict | None = None,
-    train: TrainSettings | dict | None = None,
+    train: TrainArgs | dict | None = None,
     output_dir: str | Path | None = None,
     perturbed_records: list[dict] | None = None,
     callbacks: list | None = None,
@@ -203,7 +162,6 @@ def build_trainer(
     cls = spec.trainer_cls
     params = spec.resolve_params(params)
     settings = spec.train_settings(train)
-    settings.validate()
     forget = merge_perturbed(forget_records, perturbed_records) if perturbed_records else list(forget_records)
     set_seed(settings.seed)
     counter = TruncationCounter()
@@ -211,7 +169,7 @@ def build_trainer(
                                 refusals, augmentation)
     trained = cls.prepare_model(model, params, settings)
     output_dir = str(output_dir) if output_dir is not None else tempfile.mkdtemp(prefix="unlearnkit-")
-    trainer = cls(model=trained, args=training_arguments(settings, output_dir), train_dataset=dataset,
+    trainer = cls(model=trained, args=replace(settings, output_dir=output_dir), train_dataset=dataset,
                   data_collator=cls.collator(tokenizer), callbacks=list(callbacks or []), params=params)
     trainer.remove_callback(PrinterCallback)  # the library stays quiet; the CLI shows progress
     trainer.method_spec, trainer.settings, trainer.truncation = spec, settings, counter
@@ -225,7 +183,7 @@ def unlearn(
     forget_records: list[dict],
     retain_records: list[dict] | None = None,
     params: dict | None = None,
-    train: TrainSettings | dict | None = None,
+    train: TrainArgs | dict | None = None,
     out_dir: str | Path | None = None,
     perturbed_records: list[dict] | None = None,
     callbacks: list | None = None,
@@ -236,7 +194,7 @@ def unlearn(
 ) -> UnlearnResult:
     """Run one unlearning method on `model` and return the trained model and its training record.
 
-    `train` overrides the method's default settings (a dict) or replaces them (a TrainSettings).
+    `train` overrides the method's default settings (a dict) or replaces them (a TrainArgs).
     `perturbed_records` (a forgetXX_perturbed split) adds its fields to the forget records by question;
     no method trains on its paraphrased/perturbed answers. `augmentation` is ULD's augmentation (records
     of data.augment, cleaned of evaluated strings); the result's `train_records` lists every record the
@@ -267,8 +225,9 @@ def unlearn(
                                "start over without --resume") from err
         seconds = time.perf_counter() - start
     if not settings.allow_no_update:
-        guard.check(trainer.model, len(trainer.train_dataset), settings.batch_size, settings.grad_accum,
-                    settings.epochs, settings.warmup_ratio, settings.max_steps)
+        guard.check(trainer.model, len(trainer.train_dataset), settings.per_device_train_batch_size,
+                    settings.gradient_accumulation_steps,
+                    settings.num_train_epochs, settings.warmup_steps, settings.max_steps)
     trained = trainer.model
     trained.eval()
     trainable, total = count_params(trained)
@@ -293,9 +252,9 @@ def unlearn(
         record = {k: getattr(result, k) for k in ("method", "params", "log_history", "epoch_seconds",
                                                    "train_seconds", "global_steps", "trainable_params",
                                                    "total_params", "truncated", "extra")}
-        write_json(out / "unlearn.json", {**record, "train": asdict(settings)})
+        write_json(out / "unlearn.json", {**record, "train": settings.record()})
     return result
 
 
-__all__ = ["ALIASES", "REGISTRY", "MethodSpec", "TrainSettings", "UnlearnResult", "UnlearnTrainer",
+__all__ = ["ALIASES", "REGISTRY", "MethodSpec", "TrainArgs", "UnlearnResult", "UnlearnTrainer",
            "build_trainer", "cpu_only", "get_method", "list_methods", "unlearn"]

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TrainSettings, UnlearnTrainer, is_peft, wrap_lora
+from unlearnkit.methods.base import UnlearnTrainer, is_peft, wrap_lora
 from unlearnkit.models.assistant import decoder_layers
+from unlearnkit.training.arguments import TrainArgs
 
 
 def activation_mse(act: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -107,7 +108,7 @@ class RMUTrainer(UnlearnTrainer):
         return True
 
     @classmethod
-    def prepare_model(cls, model, params: dict, settings: TrainSettings):
+    def prepare_model(cls, model, params: dict, settings: TrainArgs):
         """Only layers[i].mlp.down_proj of the updated layers train (or carry LoRA)."""
         layers = decoder_layers(model)
         _, update = resolve_layers(len(layers), params)

@@ -16,7 +16,8 @@ import torch
 from unlearnkit.data.formatting import IGNORE_INDEX
 from unlearnkit.data.unlearning import ForgetRetainDataset, uld_parts
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TrainSettings, UnlearnTrainer, answer_ce_from_logits, forward_logits
+from unlearnkit.methods.base import UnlearnTrainer, answer_ce_from_logits, forward_logits
+from unlearnkit.training.arguments import TrainArgs
 
 KL_POSITIONS = ("all", "answer")
 
@@ -54,7 +55,7 @@ class ULDTrainer(UnlearnTrainer):
         return True
 
     @classmethod
-    def prepare_model(cls, model, params: dict, settings: TrainSettings):
+    def prepare_model(cls, model, params: dict, settings: TrainArgs):
         from unlearnkit.models.assistant import build_assistant
 
         lora = settings.lora or params.get("lora")

@@ -297,11 +297,14 @@ def parse_override(text: str) -> dict:
     parts = key.split(".")
     if any(not p.strip() for p in parts):
         raise UnlearnError(f"override {text!r} has an empty key part: write it like train.lora.r=8")
-    value = _parse_yaml(raw, f"override {key!r} value")
-    nested: dict = {parts[-1]: value}
-    for part in reversed(parts[:-1]):
-        nested = {part: nested}
-    return nested
+    return nest(key, _parse_yaml(raw, f"override {key!r} value"))
+
+
+def nest(key: str, value: Any) -> dict:
+    """'train.lora.r', 8 -> {'train': {'lora': {'r': 8}}}."""
+    for part in reversed(key.split(".")):
+        value = {part.strip(): value}
+    return value
 
 
 def apply_overrides(instance: Any, overrides: list[str] | tuple[str, ...] | str | None) -> Any:
@@ -339,7 +342,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             data.pop(key, None)
         cfg = merge(cfg, data)
     for key, value in (values or {}).items():
-        cfg = merge(cfg, {key: value})
+        cfg = merge(cfg, nest(key, value))
     return apply_overrides(cfg, overrides)
 
 

@@ -174,6 +174,9 @@ def test_any_trainer_argument_is_a_train_setting():
         "unknown config key 'train.adam_epsilonn': did you mean 'train.adam_epsilon'?"
     assert error_of(None, ["train.warmup_ratio=2"]) == "train.warmup_ratio must be in [0, 1), got 2.0"
     assert load_config(None, ["train.warmup=20"]).train["warmup"] == 20  # warmup: a ratio or steps
+    assert error_of(None, ["train.lr_scheduler_type=cosin"]).startswith(
+        "config key 'train.lr_scheduler_type' expects one of 'linear', 'cosine',")
+    assert load_config(None, ["train.eval_strategy=no"]).train["eval_strategy"] == "no"  # YAML's false
 
 
 def test_free_form_dicts_accept_any_key():

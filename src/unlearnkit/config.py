@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import functools
 import hashlib
 import re
@@ -139,14 +140,20 @@ def _members(tp: Any) -> tuple:
 def check_value(value: Any, tp: Any, key: str) -> Any:
     """`value` as type `tp` (pydantic's strict mode: no bool for a number, no number for a string), or
     an UnlearnError naming the key. Two leniencies: an integral float for an int, and YAML 1.1's
-    unquoted `no` (read as false) for a choice that includes "no"."""
+    unquoted `no` (read as false) for a choice that includes "no". A string for an `Enum | str` field
+    (TrainingArguments' choices) must be one of the enum's values."""
     from pydantic import ValidationError
 
     members = _members(tp)
     if isinstance(value, float) and value.is_integer() and int in members and float not in members:
         value = int(value)
-    if value is False and any("no" in typing.get_args(m) for m in members if typing.get_origin(m) is Literal):
+    literals = [a for m in members if typing.get_origin(m) is Literal for a in typing.get_args(m)]
+    enums = [e.value for m in members if isinstance(m, type) and issubclass(m, enum.Enum) for e in m]
+    if value is False and "no" in literals + enums:
         value = "no"
+    if enums and isinstance(value, str) and value not in enums:  # TrainingArguments' `Enum | str` fields
+        raise UnlearnError(f"config key {key!r} expects one of {', '.join(map(repr, enums))}, "
+                           f"got {_show(value)}")
     try:
         return _adapter(tp).validate_python(value)
     except ValidationError as err:

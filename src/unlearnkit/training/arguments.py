@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import torch
 from transformers import TrainingArguments
+from transformers.training_args import OptimizerNames
 
 from unlearnkit.errors import UnlearnError
 
@@ -76,7 +77,7 @@ class TrainArgs(TrainingArguments):
     # Trainer checkpoints, for --resume (unlearnkit resumes from epoch or step checkpoints only)
     save_strategy: Literal["no", "epoch", "steps"] = "no"
     save_total_limit: int | None = 2  # the newest may be incomplete after a kill: keep the one before it
-    optim: str = "adamw_torch"
+    optim: OptimizerNames | str = "adamw_torch"
     report_to: None | str | list[str] = "none"
     disable_tqdm: bool | None = True
     remove_unused_columns: bool = False  # items are {"forget": ..., "retain": ...}, not model kwargs

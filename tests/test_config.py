@@ -100,6 +100,8 @@ def test_nested_overrides(tmp_path):
 def test_dotted_keys_inside_yaml(tmp_path):
     cfg = load_config(write(tmp_path, "train.lr: 3.0e-4\ntrain:\n  epochs: 1\n"), [])
     assert cfg.train["lr"] == 3e-4 and cfg.train["epochs"] == 1.0
+    cfg = load_config(write(tmp_path, "train.lora.r: 8\ntrain:\n  lora.alpha: 16\n", "lora.yaml"), [])
+    assert cfg.train["lora"] == {"r": 8, "alpha": 16}
 
 
 @pytest.mark.parametrize(

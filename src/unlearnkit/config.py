@@ -214,13 +214,17 @@ def _deep_merge(base: dict, update: dict) -> dict:
 def _merge_train(current: dict, data: Any, key: str, root_cls: type) -> dict:
     """The train section with `data` merged in: each key an alias or a TrainArgs field, typed as that
     field (null = the method's default). A key replaces any earlier one naming the same field."""
-    from unlearnkit.training.arguments import ALIASES, canonical, field_names, field_type
+    from unlearnkit.training.arguments import ALIASES, canonical, check_ranges, field_names, field_type
 
     if not isinstance(data, dict):
         raise UnlearnError(f"config key {key!r} is a section: set its fields, e.g. {key}.epochs=...")
     out = dict(current)
     for raw, value in data.items():
-        name = ALIASES.get(str(raw), str(raw))
+        raw = str(raw)
+        if "." in raw:  # YAML written as `lora.r: 8` inside the section
+            raw, rest = raw.split(".", 1)
+            value = nest(rest, value)
+        name = ALIASES.get(raw, raw)
         if name not in field_names():
             raise _unknown_key(f"{key}.{raw}", value, root_cls)
         for other in [k for k in out if ALIASES.get(k, k) == name and k != raw]:
@@ -230,8 +234,6 @@ def _merge_train(current: dict, data: Any, key: str, root_cls: type) -> dict:
             out[raw] = _deep_merge(previous, {str(k): v for k, v in value.items()})
         else:
             out[raw] = check_value(value, field_type(name) | None, f"{key}.{raw}")
-    from unlearnkit.training.arguments import check_ranges
-
     check_ranges(*canonical(out, f"{key}."))
     return out
 

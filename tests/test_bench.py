@@ -46,9 +46,10 @@ def test_overrides_apply_to_all_or_to_the_named_method(micro_world, tmp_path):
         "train.lr=0.002", "uld:method.params.num_layers=2", "ga_kl:train.epochs=7"))
     target = Target(model=str(micro_world.target_dir), data=str(micro_world.data_dir), reference=None)
     uld, kl, gd = (method_config(cfg, target, m, None, tmp_path) for m in ("uld", "kl", "gd"))
-    assert uld.train.lr == kl.train.lr == gd.train.lr == 0.002
+    assert uld.train["lr"] == kl.train["lr"] == gd.train["lr"] == 0.002
     assert uld.method.params == {"num_layers": 2} and gd.method.params == {}
-    assert kl.train.epochs == 7 and uld.train.epochs == gd.train.epochs == cfg.epochs  # alias matches
+    assert kl.train["epochs"] == 7  # alias matches
+    assert uld.train["epochs"] == gd.train["epochs"] == cfg.epochs
 
 
 def test_memory_probes_are_positive():

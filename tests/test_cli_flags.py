@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from helpers import run_cli
 
 from unlearnkit.cli import app
@@ -129,3 +130,18 @@ def test_cli_import_loads_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent).stdout
     assert out.strip() == "[]"
+
+
+def test_option_values_are_values_not_yaml(micro_world, tmp_path, capsys, monkeypatch):
+    """Issue 22: options reach the config as the CLI typed them. Read as YAML, `no` was false, 2024-01-01
+    a date and `a: b` a mapping, so these valid paths were rejected."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "no").symlink_to(micro_world.target_dir, target_is_directory=True)
+    (tmp_path / "2024-01-01").symlink_to(micro_world.data_dir, target_is_directory=True)
+    code, err = run_cli(capsys, "run", "--method", "ga", "--model", "no", "--data", "2024-01-01",
+                        "--forget", "forget01", "--out", "runs/a: b", "--no-eval", "--seed", "3",
+                        "train.max_steps=1", "train.warmup_ratio=0")
+    assert code == 0, err
+    record = json.loads((tmp_path / "runs" / "a: b" / "run.json").read_text())
+    assert (record["model"], record["data"], record["seed"]) == ("no", "2024-01-01", 3)
+    assert yaml.safe_load((tmp_path / "runs" / "a: b" / "config.yaml").read_text())["out"] == "runs/a: b"

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from unlearnkit.config import (
+    DataConfig,
     RunConfig,
-    TrainConfig,
     apply_overrides,
     config_hash,
     config_to_dict,
@@ -52,23 +52,17 @@ def error_of(path, overrides=()):
 def test_defaults():
     cfg = load_config(None, [])
     assert cfg == RunConfig()
-    assert (cfg.data.forget, cfg.train.lr, cfg.train.seed, cfg.seed, cfg.method.name) == (
-        "forget10",
-        None,
-        42,
-        42,
-        "uld",
-    )
-    assert cfg.train.lora is None and cfg.method.params == {} and cfg.eval.enabled
+    assert (cfg.data.forget, cfg.train, cfg.seed, cfg.method.name) == ("forget10", {"seed": 42}, 42, "uld")
+    assert cfg.method.params == {} and cfg.eval.enabled  # unset train settings: the method's defaults
 
 
 def test_yaml_load_merges_into_defaults(tmp_path):
     cfg = load_config(write(tmp_path, YAML_TEXT), [])
     assert cfg.data.data == "/data/tofu" and cfg.data.forget == "forget05"
     assert cfg.data.max_length == 256  # untouched default
-    assert cfg.train.epochs == 2.0 and isinstance(cfg.train.epochs, float)  # int accepted for float
-    assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)
-    assert cfg.train.lora == {"r": 16, "alpha": 32, "dropout": 0.05}
+    assert cfg.train["epochs"] == 2.0 and isinstance(cfg.train["epochs"], float)  # int accepted for float
+    assert cfg.train["lr"] == 1e-4 and isinstance(cfg.train["lr"], float)
+    assert cfg.train["lora"] == {"r": 16, "alpha": 32, "dropout": 0.05}
     assert cfg.method == dataclasses.replace(cfg.method, name="npo", params={"beta": 0.1})
     assert cfg.eval.reference == "runs/retain/TOFU_EVAL.json"
     assert cfg.out == "runs/npo"
@@ -89,23 +83,25 @@ def test_nested_overrides(tmp_path):
             "train.seed=7",
         ],
     )
-    assert cfg.train.lr == 1e-3
+    assert cfg.train["lr"] == 1e-3
     assert cfg.method.params == {"beta": 0.2, "gamma": 1}
-    assert cfg.train.lora == {"r": 8, "alpha": 32, "dropout": 0.05}  # dict fields merge key by key
+    assert cfg.train["lora"] == {"r": 8, "alpha": 32, "dropout": 0.05}  # dict fields merge key by key
     assert cfg.eval.reference is None
     assert cfg.data.max_samples == 10
-    assert cfg.train.gradient_checkpointing is True
+    assert cfg.train["gradient_checkpointing"] is True
     assert cfg.model.dtype == "bfloat16"
     assert cfg.seed == 7
     # later overrides win; a dict field can be cleared with null and rebuilt
     cfg = load_config(None, ["train.lr=1", "train.lr=0.5", "train.lora.r=4", "train.lora=null"])
-    assert cfg.train.lr == 0.5 and cfg.train.lora is None
-    assert load_config(None, ["train.lora.r=4"]).train.lora == {"r": 4}
+    assert cfg.train["lr"] == 0.5 and cfg.train["lora"] is None
+    assert load_config(None, ["train.lora.r=4"]).train["lora"] == {"r": 4}
 
 
 def test_dotted_keys_inside_yaml(tmp_path):
     cfg = load_config(write(tmp_path, "train.lr: 3.0e-4\ntrain:\n  epochs: 1\n"), [])
-    assert cfg.train.lr == 3e-4 and cfg.train.epochs == 1.0
+    assert cfg.train["lr"] == 3e-4 and cfg.train["epochs"] == 1.0
+    cfg = load_config(write(tmp_path, "train.lora.r: 8\ntrain:\n  lora.alpha: 16\n", "lora.yaml"), [])
+    assert cfg.train["lora"] == {"r": 8, "alpha": 16}
 
 
 @pytest.mark.parametrize(
@@ -122,7 +118,7 @@ def test_dotted_keys_inside_yaml(tmp_path):
         ("train=5", "config key 'train' is a section: set its fields, e.g. train.epochs=..."),
         ("train.batch_size=0", "train.batch_size must be >= 1, got 0"),
         ("train.lr=.nan", "config key 'train.lr' must be a finite number, got float nan"),
-        ("train.lr=1e400", "config key 'train.lr' must be a finite number, got str '1e400'"),
+        ("train.lr=1e400", "config key 'train.lr' must be a finite number, got float inf"),
         ("train.save_strategy=best", "config key 'train.save_strategy' expects one of 'no', 'epoch'"),
         ("eval.stop_at_forget_accuracy=1.5", "eval.stop_at_forget_accuracy is an accuracy: use a value in"),
         ("eval.stop_check_steps=0", "eval.stop_check_steps must be >= 1, got 0"),
@@ -138,11 +134,11 @@ def test_type_errors(override, expected):
 
 def test_int_accepted_for_float_and_integral_values_for_int():
     cfg = load_config(None, ["train.lr=1", "train.batch_size=16.0", "train.max_steps=1e3"])
-    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
-    assert cfg.train.batch_size == 16 and isinstance(cfg.train.batch_size, int)
-    assert cfg.train.max_steps == 1000
+    assert cfg.train["lr"] == 1.0 and isinstance(cfg.train["lr"], float)
+    assert cfg.train["batch_size"] == 16 and isinstance(cfg.train["batch_size"], int)
+    assert cfg.train["max_steps"] == 1000
     # YAML 1.1 reads an unquoted `no` as false; `save_strategy=no` still means "no"
-    assert load_config(None, ["train.save_strategy=no"]).train.save_strategy == "no"
+    assert load_config(None, ["train.save_strategy=no"]).train["save_strategy"] == "no"
 
 
 @pytest.mark.parametrize(
@@ -163,8 +159,26 @@ def test_unknown_key_suggests_the_closest(override, suggestion):
 
 
 def test_unknown_key_in_yaml_file(tmp_path):
-    path = write(tmp_path, "train:\n  lr: 1.0e-3\n  warmup: 0.1\n")
-    assert error_of(path) == "unknown config key 'train.warmup': did you mean 'train.warmup_ratio'?"
+    path = write(tmp_path, "train:\n  lr: 1.0e-3\n  warmup_ration: 0.1\n")
+    assert error_of(path) == "unknown config key 'train.warmup_ration': did you mean 'train.warmup_ratio'?"
+
+
+def test_any_trainer_argument_is_a_train_setting():
+    """Every transformers TrainingArguments field is reachable, type-checked against its annotation; a
+    later key naming the same field as an earlier alias replaces it."""
+    cfg = load_config(None, ["train.bf16=true", "train.report_to=tensorboard",
+                             "train.lr_scheduler_type=cosine", "train.lr=1e-3", "train.learning_rate=2e-4",
+                             "train.adam_beta2=0.98"])
+    assert cfg.train == {"seed": 42, "bf16": True, "report_to": "tensorboard",
+                         "lr_scheduler_type": "cosine", "learning_rate": 2e-4, "adam_beta2": 0.98}
+    assert error_of(None, ["train.bf16=1"]) == "config key 'train.bf16' expects bool or null, got int 1"
+    assert error_of(None, ["train.adam_epsilonn=1e-6"]) == \
+        "unknown config key 'train.adam_epsilonn': did you mean 'train.adam_epsilon'?"
+    assert error_of(None, ["train.warmup_ratio=2"]) == "train.warmup_ratio must be in [0, 1), got 2.0"
+    assert load_config(None, ["train.warmup=20"]).train["warmup"] == 20  # warmup: a ratio or steps
+    assert error_of(None, ["train.lr_scheduler_type=cosin"]).startswith(
+        "config key 'train.lr_scheduler_type' expects one of 'linear', 'cosine',")
+    assert load_config(None, ["train.eval_strategy=no"]).train["eval_strategy"] == "no"  # YAML's false
 
 
 def test_free_form_dicts_accept_any_key():
@@ -220,10 +234,10 @@ def test_apply_overrides_on_another_dataclass():
     class PrepareConfig:
         preset: str = "micro"
         seed: int = 0
-        train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+        data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
     base = PrepareConfig()
-    cfg = apply_overrides(base, ["seed=3", "train.epochs=1"])
-    assert (cfg.seed, cfg.train.epochs, base.seed) == (3, 1.0, 0)  # the input is not modified
+    cfg = apply_overrides(base, ["seed=3", "data.max_length=64"])
+    assert (cfg.seed, cfg.data.max_length, base.seed) == (3, 64, 0)  # the input is not modified
     with pytest.raises(UnlearnError, match="unknown config key 'preest': did you mean 'preset'"):
         apply_overrides(base, ["preest=small"])

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from unlearnkit.data.tofu import load_split
-from unlearnkit.finetune import FinetuneConfig, answer_loss, finetune
+from unlearnkit.finetune import answer_loss, finetune, finetune_settings
 from unlearnkit.models.presets import build_preset
 
 
@@ -23,7 +23,7 @@ def test_finetune_50_items_below_half_nat_and_reload_is_exact(micro, tmp_path):
     records = full[:50]
     model = build_preset("llama-micro", tok, seed=0)
     before = answer_loss(model, tok, records)
-    cfg = FinetuneConfig(epochs=40, lr=5e-3, batch_size=10, max_length=64, seed=0)
+    cfg = finetune_settings(epochs=40, lr=5e-3, batch_size=10, max_length=64, seed=0)
     res = finetune(model, tok, records, cfg, out_dir=tmp_path / "m", progress=False)
     after = answer_loss(model, tok, records)
     assert before > 5.0 and after < 0.5
@@ -43,7 +43,7 @@ def test_finetune_50_items_below_half_nat_and_reload_is_exact(micro, tmp_path):
 
 def test_same_seed_same_weights(micro):
     tok, full = micro
-    cfg = FinetuneConfig(epochs=2, lr=3e-3, batch_size=8, max_length=64, seed=5)
+    cfg = finetune_settings(epochs=2, lr=3e-3, batch_size=8, max_length=64, seed=5)
     states = []
     for _ in range(2):
         model = build_preset("llama-micro", tok, seed=1)
@@ -58,7 +58,7 @@ def test_lora_trains_adapters_and_saves_a_merged_plain_model(micro_world, micro_
     model = micro_model("base")
     start = {k: v.clone() for k, v in model.state_dict().items()}
     before = answer_loss(model, tok, records)
-    cfg = FinetuneConfig(epochs=20, lr=1e-2, batch_size=6, max_length=64, lora={"r": 8, "lora_alpha": 16})
+    cfg = finetune_settings(epochs=20, lr=1e-2, batch_size=6, max_length=64, lora={"r": 8, "lora_alpha": 16})
     finetune(model, tok, records, cfg, out_dir=tmp_path / "lora", progress=False)
     assert not list((tmp_path / "lora").glob("adapter_*"))
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "lora", use_safetensors=True)

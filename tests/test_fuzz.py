@@ -124,7 +124,7 @@ def test_random_overrides(overrides):
     except UnlearnError as err:
         assert "\n" not in str(err) and str(err)
         return
-    assert isinstance(cfg, RunConfig) and (cfg.train.lr is None or isinstance(cfg.train.lr, float))
+    assert isinstance(cfg, RunConfig) and (cfg.train.get("lr") is None or isinstance(cfg.train["lr"], float))
 
 
 yaml_docs = st.text(max_size=200) | st.builds(

@@ -89,11 +89,12 @@ def test_accuracy_is_argmax_of_scores(model, tok):
 
 def test_trained_model_answers_and_domains_summary(tok):
     """A model trained on the correct answers (question + ' ' + answer) scores 100 % on them."""
-    from unlearnkit.finetune import FinetuneConfig, finetune
+    from unlearnkit.finetune import finetune, finetune_settings
 
     model = build_preset("llama-micro", tok, seed=0)
     records = [{"question": it["question"], "answer": it["choices"][it["answer"]]} for it in ITEMS]
-    finetune(model, tok, records, FinetuneConfig(epochs=40, lr=1e-2, batch_size=3, warmup=0), progress=False)
+    settings = finetune_settings(epochs=40, lr=1e-2, batch_size=3, warmup=0)
+    finetune(model, tok, records, settings, progress=False)
     summary = evaluate_domains(model, tok, {"forget": ITEMS[:1], "other": ITEMS[1:]}, forget="forget")
     assert summary["accuracy"] == {"forget": 1.0, "other": 1.0}
     assert summary["forget_accuracy"] == 1.0 and summary["utility_accuracy"] == 1.0

@@ -301,8 +301,8 @@ def test_bad_params_are_user_errors(model, tok):
         get_method("npo").resolve_params({"betta": 1})
     with pytest.raises(UnlearnError, match="retain_loss='kl' is not supported by gd"):
         build_trainer("gd", model, tok, FORGET, RETAIN, {"retain_loss": "kl"}, TRAIN)
-    with pytest.raises(UnlearnError, match="unknown training setting"):
-        unlearn("ga", model, tok, FORGET, RETAIN, None, {"learning_rate": 1e-3})
+    with pytest.raises(UnlearnError, match="unknown training setting .learnig_rate.: did you mean"):
+        unlearn("ga", model, tok, FORGET, RETAIN, None, {"learnig_rate": 1e-3})
 
 
 def test_params_are_typed_and_merge_nested_defaults():

@@ -299,11 +299,11 @@ def test_domain_routing_loss_by_hand():
 @pytest.mark.slow  # 20 s on a busy machine: MoE pre-training
 def test_domain_routing_makes_each_domain_prefer_its_expert(world, tok):
     """Pre-training with the routing term: domain d's tokens go to expert d far above chance (2/8)."""
-    from unlearnkit.finetune import FinetuneConfig
+    from unlearnkit.finetune import finetune_settings
     from unlearnkit.prepare.moe import train_moe_target
 
     domains = world.config.domains
-    cfg = FinetuneConfig(epochs=3, lr=3e-3, batch_size=16, max_length=64)
+    cfg = finetune_settings(epochs=3, lr=3e-3, batch_size=16, max_length=64)
 
     def share_of_own_expert(model) -> float:
         shares = []

@@ -53,11 +53,11 @@ def test_two_epochs_train_and_pass_the_guard(micro_world, tmp_path, capsys):
 
 def test_finetune_single_warmup_step_is_an_error_unless_allowed(micro_world, micro_tok, micro_model):
     from unlearnkit.data.tofu import load_split
-    from unlearnkit.finetune import FinetuneConfig, finetune
+    from unlearnkit.finetune import finetune, finetune_settings
 
     tok = micro_tok
     rows = load_split(micro_world.data_dir, "forget10")
-    cfg = FinetuneConfig(epochs=1, batch_size=16, warmup=0.05)  # 12 rows: one step, warmup -> lr 0
+    cfg = finetune_settings(epochs=1, batch_size=16, warmup=0.05)  # 12 rows: one step, warmup -> lr 0
 
     def model():
         return micro_model("base")
@@ -65,5 +65,5 @@ def test_finetune_single_warmup_step_is_an_error_unless_allowed(micro_world, mic
     with pytest.raises(UnlearnError, match=r"all ran at learning rate 0 .*--allow-no-update"):
         finetune(model(), tok, rows, cfg, progress=False)
     assert finetune(model(), tok, rows, cfg, progress=False, allow_no_update=True).steps == 1
-    assert finetune(model(), tok, rows, FinetuneConfig(epochs=1, batch_size=16, warmup=0),
+    assert finetune(model(), tok, rows, finetune_settings(epochs=1, batch_size=16, warmup=0),
                     progress=False).steps == 1

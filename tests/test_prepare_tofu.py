@@ -20,7 +20,7 @@ from unlearnkit.prepare.tofu import TOFU_PRESETS, prepare_tofu, training_records
 N = 6  # records of each training part and rows of each evaluation split
 # 80 epochs of one step each (train loss 6.3 -> 0.13 on the 12 target records), a few seconds idle.
 PRESET = replace(TOFU_PRESETS["tofu-micro"],
-                 train=replace(TOFU_PRESETS["tofu-micro"].train, epochs=80, lr=1e-2, batch_size=16))
+                 train=TOFU_PRESETS["tofu-micro"].train | {"epochs": 80, "lr": 1e-2, "batch_size": 16})
 
 
 def _pairs(rows):

@@ -1,17 +1,21 @@
 """Run configuration: one dataclass per concern, YAML files, dotted command-line overrides.
 
-One mechanism serves both YAML and overrides: a nested mapping is merged into a dataclass instance,
-field by field, with types checked against the annotations. Unknown keys fail with the closest valid
-key, so a typo never silently falls back to a default. Free-form dict fields (method.params,
-train.lora) merge key by key and are left to their consumer to validate.
+One mechanism serves YAML, overrides and the CLI's typed options: a nested mapping is merged into a
+dataclass instance, field by field, each value checked against the field's annotation by pydantic
+(strict: YAML already types its values). The train section holds only the training settings the user
+set, each checked against its transformers TrainingArguments field (training.arguments.TrainArgs).
+Unknown keys fail with the closest valid key, so a typo never silently falls back to a default.
+Free-form dict fields (method.params, train.lora) merge key by key and are left to their consumer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
+import functools
 import hashlib
-import sys
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -51,36 +55,6 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation settings. None means "the method's own default" (configs/<method>.yaml mirrors them)."""
-
-    epochs: float | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    weight_decay: float | None = None
-    warmup_ratio: float | None = None
-    seed: int = DEFAULT_SEED
-    lora: dict | None = None  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05}; None = full fine-tune
-    max_steps: int | None = None  # > 0 overrides epochs
-    logging_steps: int | None = None
-    gradient_checkpointing: bool | None = None
-    save_strategy: Literal["no", "epoch", "steps"] | None = None  # Trainer checkpoints, for --resume
-    save_steps: int | None = None  # with save_strategy=steps
-    allow_no_update: bool | None = None  # true: a run that changes no weight is not an error (baseline)
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
-            _check_positive(f"train.{name}", getattr(self, name))
-        if self.epochs is not None and not self.epochs > 0 and not (self.max_steps or 0) > 0:
-            raise UnlearnError(f"train.epochs must be > 0 (or set train.max_steps), got {self.epochs}")
-        if self.lr is not None and not self.lr > 0:
-            raise UnlearnError(f"train.lr must be > 0, got {self.lr}")
-        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
-            raise UnlearnError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-
-
-@dataclass
 class MethodConfig:
     name: str = "uld"
     params: dict = field(default_factory=dict)  # method hyper-parameters, validated by the method
@@ -114,7 +88,9 @@ class EvalConfig:
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    # The training settings the user set: our short names (lr, epochs, ...) or any TrainingArguments
+    # field (training.arguments.TrainArgs); the others keep the method's own defaults.
+    train: dict = field(default_factory=lambda: {"seed": DEFAULT_SEED}, metadata={"training_settings": True})
     method: MethodConfig = field(default_factory=MethodConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     out: str = "runs/run"
@@ -124,7 +100,7 @@ class RunConfig:
     @property
     def seed(self) -> int:
         """The run's one seed lives in train.seed."""
-        return self.train.seed
+        return self.train.get("seed", DEFAULT_SEED)
 
 
 def _check_positive(key: str, value: int | None) -> None:
@@ -133,7 +109,7 @@ def _check_positive(key: str, value: int | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Type checking and coercion
+# Type checking (pydantic, strict: YAML already gives typed values)
 
 
 def _type_name(tp: Any) -> str:
@@ -150,84 +126,65 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-class _TypeMismatch(UnlearnError):
-    """A value of the wrong type; a union field tries its next member type on this error only."""
+@functools.cache
+def _adapter(tp: Any):
+    from pydantic import ConfigDict, TypeAdapter
+
+    return TypeAdapter(tp, config=ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=True))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """`value` as type `tp`, or UnlearnError. PyYAML reads 1e-5 as a string, so floats accept strings."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return _coerce(value, arg, key)
-                except _TypeMismatch:
-                    pass
-    elif origin is Literal:
-        if value is False and "no" in typing.get_args(tp):  # YAML 1.1 reads an unquoted `no` as false
-            return "no"
-        if value in typing.get_args(tp) and isinstance(value, str):
-            return value
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        number = _as_number(value)
-        if isinstance(number, int) or (isinstance(number, float) and number.is_integer()):
-            return int(number)
-    elif tp is float:
-        number = _as_number(value)
-        if number is not None:
-            if not abs(number) <= sys.float_info.max:  # inf, nan, and ints float() cannot hold
-                raise UnlearnError(f"config key {key!r} must be a finite number, got {_show(value)}")
-            return float(number)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif (origin or tp) is dict:
-        if isinstance(value, dict):
-            return dict(value)
-    elif (origin or tp) is list:
-        if isinstance(value, list | tuple):
-            return list(value)
-    else:
-        raise TypeError(f"config field {key} has unsupported type {tp!r}")
+def _members(tp: Any) -> tuple:
+    return typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+
+
+def check_value(value: Any, tp: Any, key: str) -> Any:
+    """`value` as type `tp` (pydantic's strict mode: no bool for a number, no number for a string), or
+    an UnlearnError naming the key. Two leniencies: an integral float for an int, and YAML 1.1's
+    unquoted `no` (read as false) for a choice that includes "no". A string for an `Enum | str` field
+    (TrainingArguments' choices) must be one of the enum's values."""
+    from pydantic import ValidationError
+
+    members = _members(tp)
+    if isinstance(value, float) and value.is_integer() and int in members and float not in members:
+        value = int(value)
+    literals = [a for m in members if typing.get_origin(m) is Literal for a in typing.get_args(m)]
+    enums = [e.value for m in members if isinstance(m, type) and issubclass(m, enum.Enum) for e in m]
+    if value is False and "no" in literals + enums:
+        value = "no"
+    if enums and isinstance(value, str) and value not in enums:  # TrainingArguments' `Enum | str` fields
+        raise UnlearnError(f"config key {key!r} expects one of {', '.join(map(repr, enums))}, "
+                           f"got {_show(value)}")
+    try:
+        return _adapter(tp).validate_python(value)
+    except ValidationError as err:
+        if any(e["type"] == "finite_number" for e in err.errors()):
+            raise UnlearnError(f"config key {key!r} must be a finite number, got {_show(value)}") from None
     # YAML reads unquoted 0123 as the octal int 83, 2024-01-01 as a date: say how to keep it text.
-    hint = " (quote the value to keep it as text)" if tp is str and value is not None else ""
-    raise _TypeMismatch(f"config key {key!r} expects {_type_name(tp)}, got {_show(value)}{hint}")
-
-
-def _as_number(value: Any) -> int | float | None:
-    """int or float from a number or numeric string (bools are not numbers here); None if neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):
-        for parse in (int, float):
-            try:
-                return parse(value.strip())
-            except (ValueError, OverflowError):
-                pass
-    return None
+    hint = " (quote the value to keep it as text)" if str in members and value is not None else ""
+    raise UnlearnError(f"config key {key!r} expects {_type_name(tp)}, got {_show(value)}{hint}")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Merging mappings into dataclasses
 
 
-def _valid_keys(cls: type, prefix: str = "") -> list[str]:
-    """Every dotted key of a dataclass tree: sections and leaves (for suggestions)."""
+def _is_train(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("training_settings"))
+
+
+def _valid_keys(cls: type, prefix: str = "", train: bool = True) -> list[str]:
+    """Every dotted key of a dataclass tree: sections and leaves (for suggestions). A train section
+    lists our short names, or every TrainingArguments field too with `train`."""
     keys = []
     for f in dataclasses.fields(cls):
         tp = typing.get_type_hints(cls)[f.name]
         keys.append(prefix + f.name)
         if dataclasses.is_dataclass(tp):
-            keys += _valid_keys(tp, f"{prefix}{f.name}.")
+            keys += _valid_keys(tp, f"{prefix}{f.name}.", train)
+        elif _is_train(f):
+            from unlearnkit.training.arguments import ALIASES, setting_names
+
+            keys += [f"{prefix}{f.name}.{k}" for k in (setting_names() if train else ALIASES)]
     return keys
 
 
@@ -241,7 +198,9 @@ def _unknown_key(key: str, value: Any, root_cls: type) -> UnlearnError:
         last = key.rsplit(".", 1)[-1]
         tails = {k.rsplit(".", 1)[-1]: k for k in reversed(valid)}
         close = [tails[m] for m in difflib.get_close_matches(last, list(tails), n=1, cutoff=0.75)]
-    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+    hint = f"did you mean {close[0]!r}?" if close else \
+        f"valid keys: {', '.join(_valid_keys(root_cls, train=False))} (train.* also takes any " \
+        "transformers.TrainingArguments field)"
     return UnlearnError(f"unknown config key {key!r}: {hint}")
 
 
@@ -252,19 +211,46 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
+def _merge_train(current: dict, data: Any, key: str, root_cls: type) -> dict:
+    """The train section with `data` merged in: each key an alias or a TrainArgs field, typed as that
+    field (null = the method's default). A key replaces any earlier one naming the same field."""
+    from unlearnkit.training.arguments import ALIASES, canonical, check_ranges, field_names, field_type
+
+    if not isinstance(data, dict):
+        raise UnlearnError(f"config key {key!r} is a section: set its fields, e.g. {key}.epochs=...")
+    out = dict(current)
+    for raw, value in data.items():
+        raw = str(raw)
+        if "." in raw:  # YAML written as `lora.r: 8` inside the section
+            raw, rest = raw.split(".", 1)
+            value = nest(rest, value)
+        name = ALIASES.get(raw, raw)
+        if name not in field_names():
+            raise _unknown_key(f"{key}.{raw}", value, root_cls)
+        for other in [k for k in out if ALIASES.get(k, k) == name and k != raw]:
+            del out[other]
+        previous = out.get(raw)
+        if isinstance(value, dict) and isinstance(previous, dict):
+            out[raw] = _deep_merge(previous, {str(k): v for k, v in value.items()})
+        else:
+            out[raw] = check_value(value, field_type(name) | None, f"{key}.{raw}")
+    check_ranges(*canonical(out, f"{key}."))
+    return out
+
+
 def merge(instance: Any, data: dict, prefix: str = "", root_cls: type | None = None) -> Any:
     """A copy of dataclass `instance` with the values of the nested mapping `data` merged in."""
     cls = type(instance)
     root_cls = root_cls or cls
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     changes = {}
     for raw_key, value in data.items():
         key = str(raw_key)
-        if key not in names and key.split(".", 1)[0] in names:  # YAML written as `train.lr: 1e-4`
+        if key not in fields and key.split(".", 1)[0] in fields:  # YAML written as `train.lr: 1e-4`
             key, rest = key.split(".", 1)
             value = {rest: value}
-        if key not in names:
+        if key not in fields:
             raise _unknown_key(prefix + key, value, root_cls)
         tp, current = hints[key], changes.get(key, getattr(instance, key))
         if dataclasses.is_dataclass(tp):
@@ -276,10 +262,12 @@ def merge(instance: Any, data: dict, prefix: str = "", root_cls: type | None = N
                     f"{prefix + key}.{dataclasses.fields(tp)[0].name}=..."
                 )
             changes[key] = merge(current, value, f"{prefix}{key}.", root_cls)
+        elif _is_train(fields[key]):
+            changes[key] = _merge_train(current, value, prefix + key, root_cls)
         elif isinstance(value, dict) and isinstance(current, dict):
             changes[key] = _deep_merge(current, {str(k): v for k, v in value.items()})
         else:
-            changes[key] = _coerce(value, tp, prefix + key)
+            changes[key] = check_value(value, tp, prefix + key)
     return dataclasses.replace(instance, **changes)
 
 
@@ -287,9 +275,20 @@ def merge(instance: Any, data: dict, prefix: str = "", root_cls: type | None = N
 # YAML and overrides
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 floats: PyYAML (YAML 1.1) reads 1e-5, written without a dot, as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def _parse_yaml(text: str, where: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = f" line {mark.line + 1}" if mark else ""
@@ -307,11 +306,14 @@ def parse_override(text: str) -> dict:
     parts = key.split(".")
     if any(not p.strip() for p in parts):
         raise UnlearnError(f"override {text!r} has an empty key part: write it like train.lora.r=8")
-    value = _parse_yaml(raw, f"override {key!r} value")
-    nested: dict = {parts[-1]: value}
-    for part in reversed(parts[:-1]):
-        nested = {part: nested}
-    return nested
+    return nest(key, _parse_yaml(raw, f"override {key!r} value"))
+
+
+def nest(key: str, value: Any) -> dict:
+    """'train.lora.r', 8 -> {'train': {'lora': {'r': 8}}}."""
+    for part in reversed(key.split(".")):
+        value = {part.strip(): value}
+    return value
 
 
 def apply_overrides(instance: Any, overrides: list[str] | tuple[str, ...] | str | None) -> Any:
@@ -323,8 +325,10 @@ def apply_overrides(instance: Any, overrides: list[str] | tuple[str, ...] | str 
     return instance
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] | None = ()) -> RunConfig:
-    """Defaults, then the YAML file (if any), then the overrides."""
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] | None = (),
+                values: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then the YAML file (if any), then `values` (dotted key -> value, taken as given: the
+    CLI's typed options, never read as YAML), then the overrides."""
     cfg = RunConfig()
     if path is not None:
         path = Path(path)
@@ -346,6 +350,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         for key in OUTPUT_CONTROLS:  # a file (e.g. a saved config.yaml) never implies --overwrite/--resume
             data.pop(key, None)
         cfg = merge(cfg, data)
+    for key, value in (values or {}).items():
+        cfg = merge(cfg, nest(key, value))
     return apply_overrides(cfg, overrides)
 
 

@@ -47,12 +47,11 @@ def demo(out: str | Path = "runs/demo", preset: str = "small", seed: int = 0, fo
     retain = world / manifest["retain_models"][forget]
 
     config = Path(__file__).parent / "configs" / ("uld_small.yaml" if preset == "small" else "uld.yaml")
-    base: RunConfig = load_config(config, [
-        f"data.data={data}", f"data.forget={forget}", f"model.model={target}", f"train.seed={seed}",
-        f"out={out / 'uld'}", "overwrite=true",
-        f"method.params.augment_file={augment_file_for(data, forget)}",  # the world's own, leak-free
-        *(overrides or []),
-    ])
+    base: RunConfig = load_config(config, overrides, {
+        "data.data": str(data), "data.forget": forget, "model.model": str(target), "train.seed": seed,
+        "out": str(out / "uld"), "overwrite": True,
+        "method.params.augment_file": str(augment_file_for(data, forget)),  # the world's own, leak-free
+    })
     summaries = {}
     for name, model_dir in (("retain", retain), ("target", target)):  # retain first: it is the reference
         say(f"evaluating the {name} model")

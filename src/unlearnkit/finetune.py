@@ -13,40 +13,35 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from rich.console import Console
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from unlearnkit.data.formatting import QACollator, TruncationCounter, encode_qa
 from unlearnkit.errors import UnlearnError
 from unlearnkit.outputs import replace_dir
 from unlearnkit.progress import TrainProgress, progress_bars
+from unlearnkit.training.arguments import TrainArgs, canonical_key
 from unlearnkit.training.guard import UpdateGuard
 
+# Fine-tuning's defaults, by the short names of training.arguments (warmup: a fraction of the steps
+# when < 1, else a number of steps; lora: None for a full fine-tune, else peft LoraConfig kwargs).
+# Prepared worlds hash a recipe's dict, so these keys and values are part of every cached step's key.
+FINETUNE_DEFAULTS: dict = {"epochs": 10.0, "lr": 1e-3, "batch_size": 16, "grad_accum": 1,
+                           "weight_decay": 0.01, "adam_beta2": 0.999, "warmup": 0.05, "scheduler": "cosine",
+                           "max_grad_norm": 1.0, "max_length": 256, "seed": 0, "lora": None}
 
-@dataclass
-class FinetuneConfig:
-    """Training hyper-parameters; `lora` = None for a full fine-tune, else peft LoraConfig kwargs."""
 
-    epochs: float = 10.0
-    lr: float = 1e-3
-    batch_size: int = 16
-    grad_accum: int = 1
-    weight_decay: float = 0.01
-    adam_beta2: float = 0.999
-    warmup: float = 0.05  # fraction of steps (< 1) or a number of steps
-    scheduler: str = "cosine"
-    max_grad_norm: float = 1.0
-    max_length: int = 256
-    seed: int = 0
-    lora: dict | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def finetune_settings(**settings) -> dict:
+    """A fine-tuning recipe: FINETUNE_DEFAULTS with `settings` over them (short names or TrainingArguments
+    fields; unknown keys fail here). Plain data, so presets can hash it; `finetune` builds its TrainArgs."""
+    for key in settings:
+        canonical_key(key)
+    return {**FINETUNE_DEFAULTS, **settings}
 
 
 @dataclass
@@ -87,11 +82,13 @@ def _apply_lora(model, lora: dict):
     return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **kwargs))
 
 
-def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir: Path | None = None,
+def finetune(model, tokenizer, records: list[dict], cfg: dict, out_dir: Path | None = None,
              progress: bool = True, description: str = "finetune", overwrite: bool = True,
              trainer_cls: Callable[..., Trainer] = Trainer,
              extra_keys: tuple[str, ...] = (), allow_no_update: bool = False) -> FinetuneResult:
     """Train `model` on QA `records` (answer-token loss) and save it to out_dir if given.
+
+    `cfg` holds the settings (finetune_settings(); any key of training.arguments) over FINETUNE_DEFAULTS.
 
     `trainer_cls` lets a caller add a loss term (a Trainer subclass overriding compute_loss); the
     records' `extra_keys` fields reach it as (B,) tensors in the batch. A run that changed no weight
@@ -103,11 +100,12 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
     """
     if not records:
         raise UnlearnError("no training records: check the data file and split name")
+    args = TrainArgs.from_settings(FINETUNE_DEFAULTS, cfg, logging_steps=1)
     counter = TruncationCounter()
-    features = encode_records(tokenizer, records, cfg.max_length, counter)
+    features = encode_records(tokenizer, records, args.max_length, counter)
     for feature, record in zip(features, records, strict=True):
         feature.update({key: record[key] for key in extra_keys})
-    train_model = _apply_lora(model, cfg.lora) if cfg.lora else model
+    train_model = _apply_lora(model, args.lora) if args.lora else model
     losses: list[float] = []
 
     class _Losses(TrainerCallback):
@@ -116,16 +114,7 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
                 losses.append(float(logs["loss"]))
 
     with tempfile.TemporaryDirectory(prefix="unlearnkit-ft-") as tmp:
-        args = TrainingArguments(
-            output_dir=tmp, num_train_epochs=cfg.epochs, learning_rate=cfg.lr,
-            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-            weight_decay=cfg.weight_decay, adam_beta2=cfg.adam_beta2, warmup_steps=cfg.warmup,
-            lr_scheduler_type=cfg.scheduler,
-            max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed, logging_steps=1,
-            save_strategy="no", report_to="none", disable_tqdm=True, remove_unused_columns=False,
-            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, optim="adamw_torch",
-        )
-        trainer = trainer_cls(model=train_model, args=args, train_dataset=features,
+        trainer = trainer_cls(model=train_model, args=replace(args, output_dir=tmp), train_dataset=features,
                               data_collator=QACollator(_pad_id(tokenizer), extra_keys=extra_keys),
                               callbacks=[_Losses()])
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
@@ -138,9 +127,10 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
             trainer.train()
         wall = time.perf_counter() - start
     if not allow_no_update:
-        guard.check(train_model, len(features), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.warmup,
+        guard.check(train_model, len(features), args.per_device_train_batch_size,
+                    args.gradient_accumulation_steps, args.num_train_epochs, args.warmup_steps,
                     allow_key="--allow-no-update")
-    if cfg.lora:
+    if args.lora:
         train_model = train_model.merge_and_unload()
     train_model.eval()
     result = FinetuneResult(
@@ -149,7 +139,7 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, out_dir
         n_examples=len(features), n_truncated=counter.truncated,
     )
     if out_dir is not None:
-        info = {"finetune": result.to_dict(), "config": cfg.to_dict()}
+        info = {"finetune": result.to_dict(), "config": {**FINETUNE_DEFAULTS, **cfg}}
         save_model(train_model, tokenizer, Path(out_dir), {"finetune.json": info}, overwrite)
     return result
 

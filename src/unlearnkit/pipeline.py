@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from unlearnkit.config import RunConfig, config_hash, config_to_dict, save_config
+from unlearnkit.config import RunConfig, config_hash, save_config
 from unlearnkit.data.augment import eval_overlap
 from unlearnkit.data.formatting import get_prompt_format, set_prompt_format
 from unlearnkit.data.jsonl import read_jsonl, write_jsonl
@@ -214,7 +214,7 @@ def reference_warning(spec: str | None, forget: str) -> str | None:
 
 def train_overrides(cfg: RunConfig) -> dict:
     """Training settings the user set; anything left unset keeps the method's own default."""
-    return {k: v for k, v in config_to_dict(cfg.train).items() if v is not None}
+    return {k: v for k, v in cfg.train.items() if v is not None}
 
 
 def check_eval_overlap(cfg: RunConfig, spec: Method, params, settings, data: RunData,
@@ -295,20 +295,21 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
     hooks.check()
     check_run_inputs(cfg)
     train = {"max_length": cfg.data.max_length, "save_strategy": "epoch", **train_overrides(cfg)}
-    batch, world = spec.train_settings(train).batch_size, int(os.environ.get("WORLD_SIZE", "1"))
+    settings = spec.train_settings(train)
+    batch, world = settings.per_device_train_batch_size, int(os.environ.get("WORLD_SIZE", "1"))
     if batch % world:
         raise UnlearnError(f"train.batch_size={batch} must be a multiple of the {world} processes: "
                            "each step's batch is split across them")
     data = ctx.data = load_run_data(cfg.data.data, cfg.data.forget, cfg.data.max_samples)
     augmentation = hooks.load_data()
-    overlap = check_eval_overlap(cfg, spec, params, spec.train_settings(train), data, augmentation)
+    overlap = check_eval_overlap(cfg, spec, params, settings, data, augmentation)
     mcq = is_mcq_world(cfg.data.data)
     forget_name = world_forget_domain(cfg.data.data) if mcq else cfg.data.forget
     model, tokenizer = load_model_and_tokenizer(cfg.model.model, cfg.model.trust_remote_code, cfg.model.dtype)
     set_prompt_format(tokenizer, cfg.model.prompt_format, cfg.model.system_prompt)
     ctx.model, ctx.tokenizer = model, tokenizer
     ckpt = checkpoint_dir_for(out)
-    saving = train["save_strategy"] != "no"
+    saving = settings.save_strategy != "no"
     resume_from = prepare_checkpoints(ckpt, saving, resume=cfg.resume, overwrite=cfg.overwrite,
                                       config_hash=config_hash(cfg), seed=cfg.seed) if is_main_process() else \
         (find_checkpoint(ckpt) if cfg.resume else None)
@@ -334,7 +335,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
                                               for records in (data.forget, data.retain)))
             extra_callbacks.append(monitor)
         try:
-            result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, train, None,
+            result = unlearn(spec.name, model, tokenizer, data.forget, data.retain, params, settings, None,
                              None, extra_callbacks, checkpoint_dir=ckpt if saving else None,
                              resume_from=resume_from, augmentation=augmentation)
         except NoUpdateError:
@@ -347,7 +348,7 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             raise UnlearnError(f"{err}{kept}") from err
         record = {
             "method": result.method, "model": cfg.model.model, "data": cfg.data.data,
-            "forget": forget_name, "params": result.params.to_dict(), "train": config_to_dict(result.train),
+            "forget": forget_name, "params": result.params.to_dict(), "train": result.train.record(),
             "train_seconds": result.train_seconds, "epoch_seconds": result.epoch_seconds,
             "global_steps": result.global_steps, "trainable_params": result.trainable_params,
             "total_params": result.total_params, "truncated": result.truncated, "extra": result.extra,

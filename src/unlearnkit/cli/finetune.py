@@ -39,7 +39,7 @@ def finetune_cmd(
 
     from unlearnkit.data.formatting import set_prompt_format
     from unlearnkit.data.tofu import load_split
-    from unlearnkit.finetune import FinetuneConfig, finetune
+    from unlearnkit.finetune import finetune, finetune_settings
     from unlearnkit.models.loading import load_model_and_tokenizer
     from unlearnkit.outputs import check_out_dir
 
@@ -53,7 +53,7 @@ def finetune_cmd(
     m, tok = load_model_and_tokenizer(model, tokenizer=tokenizer, seed=seed)
     set_prompt_format(tok, prompt_format, system_prompt)
     lora = {"r": lora_r, "lora_alpha": 2 * lora_r} if lora_r else None
-    cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_length=max_length,
+    cfg = finetune_settings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_length=max_length,
                          lora=lora)
     console.print(f"finetune {model} on {split} ({len(records)} rows) -> {out}", highlight=False)
     res = finetune(m, tok, records, cfg, out_dir=out, progress=True, overwrite=True,

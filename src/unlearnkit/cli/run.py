@@ -106,19 +106,19 @@ def run_cmd(
     args = list(args or [])
     config_path = args.pop(0) if args and args[0].endswith((".yaml", ".yml")) else None
     check_out_flags(out, args)
+    # the options' values as typed by the CLI, never re-read as YAML (`--model no` is the path "no")
     flags = {"method.name": method, "model.model": model, "data.data": data, "data.forget": forget,
              "out": out, "eval.reference": reference, "train.seed": seed, "train.epochs": epochs,
              "train.lr": lr, "train.lora.r": lora_r, "eval.max_samples": max_samples,
              "eval.stop_at_forget_accuracy": stop_at, "model.prompt_format": prompt_format,
              "model.system_prompt": system_prompt,
-             "method.params.augment_file": augment_file}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
-    overrides += ["overwrite=true"] * overwrite + ["eval.enabled=false"] * no_eval + ["resume=true"] * resume
-    overrides += ["model.trust_remote_code=true"] * trust_remote_code
-    overrides += ["data.allow_eval_overlap=true"] * allow_eval_overlap
+             "method.params.augment_file": augment_file, "overwrite": overwrite or None,
+             "eval.enabled": False if no_eval else None, "resume": resume or None,
+             "model.trust_remote_code": trust_remote_code or None,
+             "data.allow_eval_overlap": allow_eval_overlap or None}
     if config_path is None and method is not None:
         config_path = method_config(method)
-    cfg = load_config(config_path, overrides + args)
+    cfg = load_config(config_path, args, {k: v for k, v in flags.items() if v is not None})
     warn_reference(cfg)
     if is_main_process():
         console.print(f"[bold]unlearn run[/] method={cfg.method.name} model={cfg.model.model} "

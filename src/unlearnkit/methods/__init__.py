@@ -12,16 +12,15 @@ from __future__ import annotations
 import pickle
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
-import torch
-from transformers import PrinterCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, set_seed
 
 from unlearnkit.data.formatting import TruncationCounter
 from unlearnkit.data.unlearning import merge_perturbed
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import LossParams, TrainSettings, UnlearnResult, UnlearnTrainer, count_params
+from unlearnkit.methods.base import LossParams, UnlearnResult, UnlearnTrainer, count_params
 from unlearnkit.methods.params import MethodParams, param
 from unlearnkit.methods.registry import (
     ALIASES,
@@ -35,52 +34,13 @@ from unlearnkit.methods.registry import (
     register,
 )
 from unlearnkit.outputs import write_json
+from unlearnkit.training.arguments import TrainArgs, cpu_only
 from unlearnkit.training.callbacks import CheckpointMarker, EpochSaver, EpochTimer
 from unlearnkit.training.checkpoints import save_model_atomic
 from unlearnkit.training.guard import UpdateGuard
 
 # The built-in methods register themselves when imported, in this order (list_methods() keeps it).
 from unlearnkit.methods import ga, gd, kl, npo, dpo, simnpo, rmu, uld, uoe  # noqa: E402,F401
-
-
-def cpu_only() -> bool:
-    """No GPU/MPS: tell accelerate so, or several launched processes would not form a (gloo) group."""
-    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
-
-
-def training_arguments(settings: TrainSettings, output_dir: str) -> TrainingArguments:
-    """Trainer arguments for our settings: checkpoints only when asked, no reporters, paired batches whole.
-
-    split_batches: under several processes each step's batch of `batch_size` is split across them, so
-    the global batch, the data order and the number of steps stay those of one process.
-    """
-    return TrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
-        learning_rate=settings.lr,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps if settings.max_steps and settings.max_steps > 0 else -1,
-        weight_decay=settings.weight_decay,
-        warmup_steps=float(settings.warmup_ratio),  # a float < 1 is a ratio of the total steps
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        logging_steps=settings.logging_steps,
-        save_strategy=settings.save_strategy,
-        save_steps=settings.save_steps if settings.save_strategy == "steps" else 500,
-        save_total_limit=2,  # the newest may be incomplete after a kill: keep the one before it
-        accelerator_config={"split_batches": True},
-        use_cpu=cpu_only(),
-        report_to="none",
-        remove_unused_columns=False,  # items are {"forget": ..., "retain": ...}, not model kwargs
-        label_names=[],
-        seed=settings.seed,
-        data_seed=settings.seed,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        activation_checkpointing=settings.gradient_checkpointing,
-    )
 
 
 def build_trainer(
@@ -90,7 +50,7 @@ def build_trainer(
     forget_records: list[dict],
     retain_records: list[dict] | None = None,
     params: dict | MethodParams | None = None,
-    train: TrainSettings | dict | None = None,
+    train: TrainArgs | dict | None = None,
     output_dir: str | Path | None = None,
     perturbed_records: list[dict] | None = None,
     callbacks: list | None = None,
@@ -108,7 +68,6 @@ def build_trainer(
     cls = spec.trainer_cls
     params = spec.resolve_params(params)
     settings = spec.train_settings(train)
-    settings.validate()
     forget = merge_perturbed(forget_records, perturbed_records) if perturbed_records else list(forget_records)
     set_seed(settings.seed)
     counter = TruncationCounter()
@@ -116,7 +75,7 @@ def build_trainer(
                                 refusals, augmentation)
     trained = cls.prepare_model(model, params, settings)
     output_dir = str(output_dir) if output_dir is not None else tempfile.mkdtemp(prefix="unlearnkit-")
-    trainer = cls(model=trained, args=training_arguments(settings, output_dir), train_dataset=dataset,
+    trainer = cls(model=trained, args=replace(settings, output_dir=output_dir), train_dataset=dataset,
                   data_collator=cls.collator(tokenizer), callbacks=list(callbacks or []), params=params)
     trainer.remove_callback(PrinterCallback)  # the library stays quiet; the CLI shows progress
     trainer.method_spec, trainer.settings, trainer.truncation = spec, settings, counter
@@ -130,7 +89,7 @@ def unlearn(
     forget_records: list[dict],
     retain_records: list[dict] | None = None,
     params: dict | MethodParams | None = None,
-    train: TrainSettings | dict | None = None,
+    train: TrainArgs | dict | None = None,
     out_dir: str | Path | None = None,
     perturbed_records: list[dict] | None = None,
     callbacks: list | None = None,
@@ -141,7 +100,7 @@ def unlearn(
 ) -> UnlearnResult:
     """Run one unlearning method on `model` and return the trained model and its training record.
 
-    `train` overrides the method's default settings (a dict) or replaces them (a TrainSettings).
+    `train` overrides the method's default settings (a dict) or replaces them (a TrainArgs).
     `perturbed_records` (a forgetXX_perturbed split) adds its fields to the forget records by question;
     no method trains on its paraphrased/perturbed answers. `augmentation` is ULD's augmentation (records
     of data.augment, cleaned of evaluated strings); the result's `train_records` lists every record the
@@ -172,8 +131,9 @@ def unlearn(
                                "start over without --resume") from err
         seconds = time.perf_counter() - start
     if not settings.allow_no_update:
-        guard.check(trainer.model, len(trainer.train_dataset), settings.batch_size, settings.grad_accum,
-                    settings.epochs, settings.warmup_ratio, settings.max_steps)
+        guard.check(trainer.model, len(trainer.train_dataset), settings.per_device_train_batch_size,
+                    settings.gradient_accumulation_steps,
+                    settings.num_train_epochs, settings.warmup_steps, settings.max_steps)
     trained = trainer.model
     trained.eval()
     trainable, total = count_params(trained)
@@ -195,10 +155,10 @@ def unlearn(
                                                    "train_seconds", "global_steps", "trainable_params",
                                                    "total_params", "truncated", "extra")}
         write_json(out / "unlearn.json",
-                   {**record, "params": result.params.to_dict(), "train": asdict(settings)})
+                   {**record, "params": result.params.to_dict(), "train": settings.record()})
     return result
 
 
 __all__ = ["ALIASES", "REGISTRY", "LossParams", "Method", "MethodParams", "MethodRun", "RunContext",
-           "TrainSettings", "UnlearnResult", "UnlearnTrainer", "build_trainer", "cpu_only", "get_method",
+           "TrainArgs", "UnlearnResult", "UnlearnTrainer", "build_trainer", "cpu_only", "get_method",
            "list_methods", "load_plugins", "param", "register", "unlearn"]

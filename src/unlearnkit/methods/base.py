@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,62 +23,14 @@ from unlearnkit.data.formatting import IGNORE_INDEX, TruncationCounter
 from unlearnkit.data.unlearning import ForgetRetainDataset, PairedCollator, load_refusals
 from unlearnkit.errors import UnlearnError
 from unlearnkit.methods.params import MethodParams, param
+from unlearnkit.training.arguments import TrainArgs
 from unlearnkit.training.callbacks import DatasetEpoch
 
 RETAIN_LOSSES = ("none", "nll", "kl")
-SAVE_STRATEGIES = ("no", "epoch", "steps")
 # open-unlearning TOFU recipe: lr 1e-5, 10 epochs, 8 x 4 accumulation, wd 0.01, 1 warmup epoch of 10;
 # a method's default training settings unless its Method(train=...) says otherwise.
 TOFU_TRAIN = {"lr": 1e-5, "epochs": 10, "batch_size": 8, "grad_accum": 4, "weight_decay": 0.01,
               "warmup_ratio": 0.1}
-
-
-@dataclass
-class TrainSettings:
-    """Optimisation settings shared by all methods (defaults: open-unlearning's TOFU recipe)."""
-
-    lr: float = 1e-5
-    epochs: float = 10
-    batch_size: int = 8
-    grad_accum: int = 4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    seed: int = 0
-    lora: dict | None = None  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05}; None = full fine-tune
-    max_steps: int = -1
-    logging_steps: int = 5
-    max_length: int = 512
-    save_every_epoch: bool = False  # save the (LoRA) model after each epoch in out_dir/epoch-N
-    gradient_checkpointing: bool = False  # trade compute for activation memory on big models
-    save_strategy: str = "no"  # Trainer checkpoints (for resume): no | epoch | steps
-    save_steps: int = 0  # with save_strategy=steps
-    allow_no_update: bool = False  # a run that changes no weight is an error unless this (a baseline)
-
-    @classmethod
-    def from_dict(cls, values: dict | None, base: TrainSettings | None = None) -> TrainSettings:
-        """Settings from `base` (or the defaults) overridden by `values`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        # None means "the method's default" (the CLI config leaves unset fields as None); lora=None is
-        # also the default (no LoRA), so dropping it changes nothing.
-        values = {k: v for k, v in (values or {}).items() if v is not None}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UnlearnError(f"unknown training setting(s) {unknown}: use {', '.join(sorted(known))}")
-        current = {f.name: getattr(base, f.name) for f in fields(cls)} if base else {}
-        return cls(**{**current, **values})
-
-    def validate(self) -> None:
-        if not 0 <= self.warmup_ratio < 1:
-            raise UnlearnError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
-        if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1:
-            raise UnlearnError("lr must be > 0 and batch_size, grad_accum >= 1")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise UnlearnError("give epochs > 0 or max_steps > 0")
-        if self.save_strategy not in SAVE_STRATEGIES:
-            raise UnlearnError(f"save_strategy={self.save_strategy!r} is not valid: use one of "
-                               f"{', '.join(SAVE_STRATEGIES)}")
-        if self.save_strategy == "steps" and self.save_steps < 1:
-            raise UnlearnError("save_strategy=steps needs save_steps >= 1")
 
 
 # ---------------------------------------------------------------- loss helpers (float32, padding-safe)
@@ -234,7 +186,7 @@ class UnlearnTrainer(Trainer):
         return cls.needs_reference or params.retain_loss == "kl"
 
     @classmethod
-    def prepare_model(cls, model: nn.Module, params: MethodParams, settings: TrainSettings) -> nn.Module:
+    def prepare_model(cls, model: nn.Module, params: MethodParams, settings: TrainArgs) -> nn.Module:
         """The model the Trainer trains: the target itself, or the target wrapped with LoRA."""
         if settings.lora:
             return wrap_lora(model, settings.lora, settings.seed)
@@ -242,14 +194,14 @@ class UnlearnTrainer(Trainer):
 
     @classmethod
     def training_parts(cls, forget: list[dict], retain: list[dict], params: MethodParams,
-                       settings: TrainSettings,
+                       settings: TrainArgs,
                        augmentation: list[dict] | None = None) -> dict[str, list[dict]]:
         """The training records by part, as the dataset will hold them (checked by the leak guard)."""
         return {"forget": list(forget), "retain": list(retain) if cls.needs_retain(params) else []}
 
     @classmethod
     def build_dataset(cls, forget: list[dict], retain: list[dict], tokenizer, params: MethodParams,
-                      settings: TrainSettings, counter: TruncationCounter,
+                      settings: TrainArgs, counter: TruncationCounter,
                       refusals: list[str] | None = None,
                       augmentation: list[dict] | None = None) -> torch.utils.data.Dataset:
         if augmentation:
@@ -364,7 +316,7 @@ class UnlearnResult:
     method: str
     model: nn.Module
     params: MethodParams
-    train: TrainSettings
+    train: TrainArgs
     log_history: list[dict]
     epoch_seconds: list[float]
     train_seconds: float

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TOFU_TRAIN, TrainSettings, UnlearnTrainer
+from unlearnkit.methods.base import TOFU_TRAIN, UnlearnTrainer
 from unlearnkit.methods.params import MethodParams, param_keys, unknown_keys
+from unlearnkit.training.arguments import TrainArgs
 from unlearnkit.training.checkpoints import save_model_atomic
 
 ENTRY_POINT_GROUP = "unlearnkit.methods"
@@ -120,11 +121,11 @@ class Method:
         self.trainer_cls.check_params(params)
         return params
 
-    def train_settings(self, overrides: dict | TrainSettings | None = None) -> TrainSettings:
-        """The method's default TrainSettings overridden by a dict (a TrainSettings is taken as is)."""
-        if isinstance(overrides, TrainSettings):
+    def train_settings(self, overrides: dict | TrainArgs | None = None) -> TrainArgs:
+        """The method's default settings overridden by a dict (a TrainArgs is taken as is)."""
+        if isinstance(overrides, TrainArgs):
             return overrides
-        return TrainSettings.from_dict(overrides, TrainSettings.from_dict(self.train))
+        return TrainArgs.from_settings(self.train, overrides)
 
     def start_run(self, params: MethodParams, ctx: RunContext) -> MethodRun:
         return self.run_cls(self, params, ctx)

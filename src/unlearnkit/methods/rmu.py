@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TOFU_TRAIN, LossParams, TrainSettings, UnlearnTrainer, is_peft, wrap_lora
+from unlearnkit.methods.base import TOFU_TRAIN, LossParams, UnlearnTrainer, is_peft, wrap_lora
 from unlearnkit.methods.params import param
 from unlearnkit.methods.registry import Method, register
 from unlearnkit.models.layers import decoder_layers
+from unlearnkit.training.arguments import TrainArgs
 
 
 def activation_mse(act: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -125,7 +126,7 @@ class RMUTrainer(UnlearnTrainer):
         return True
 
     @classmethod
-    def prepare_model(cls, model, params, settings: TrainSettings):
+    def prepare_model(cls, model, params, settings: TrainArgs):
         """Only layers[i].mlp.down_proj of the updated layers train (or carry LoRA)."""
         layers = decoder_layers(model)
         _, update = resolve_layers(len(layers), params)

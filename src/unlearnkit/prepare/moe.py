@@ -14,7 +14,7 @@ domain d toward expert d (the DEMix idea, soft and weighted), gives the world th
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from transformers import Trainer
 
 from unlearnkit.data.moe_world import MoeWorldConfig, generate_moe_world, world_texts, write_moe_world
 from unlearnkit.errors import UnlearnError
-from unlearnkit.finetune import FinetuneConfig, finetune
+from unlearnkit.finetune import finetune, finetune_settings
 from unlearnkit.models.moe import moe_layers
 from unlearnkit.outputs import write_json
 from unlearnkit.prepare.steps import Steps, step_hash
@@ -36,13 +36,13 @@ class MoePreset:
     world: MoeWorldConfig
     model: str = "qwen2moe-tiny"  # a models/moe.py preset
     vocab_size: int = 2000
-    train: FinetuneConfig = field(default_factory=FinetuneConfig)
+    train: dict = field(default_factory=finetune_settings)
     mcq_mode: str = "option"
     mcq_norm: str = "mean"
     domain_routing: float = 0.0  # weight of the router cross-entropy toward the domain's expert
 
 
-_MOE_TRAIN = FinetuneConfig(epochs=25, lr=3e-3, batch_size=32, max_length=64, warmup=0.03)
+_MOE_TRAIN = finetune_settings(epochs=25, lr=3e-3, batch_size=32, max_length=64, warmup=0.03)
 MOE_PRESETS: dict[str, MoePreset] = {
     # Demo: 5 domains x 20 entities x 4 facts (80 MCQs each), 2.4M-param Qwen2-MoE (8 experts top-2 +
     # shared), domain-routed pre-training at weight 0.01 (docs/uoe.md: expert 0 of layers 1-3 gets
@@ -56,7 +56,7 @@ MOE_PRESETS: dict[str, MoePreset] = {
                              domain_routing=0.01),
     # Tests: a few entities, a few epochs (accuracy is not the point, the pipeline is).
     "moe-micro": MoePreset("moe-micro", MoeWorldConfig(n_entities=3), "qwen2moe-tiny", vocab_size=600,
-                           train=FinetuneConfig(epochs=2, lr=3e-3, batch_size=16, max_length=64),
+                           train=finetune_settings(epochs=2, lr=3e-3, batch_size=16, max_length=64),
                            domain_routing=0.01),
 }
 
@@ -94,7 +94,7 @@ def domain_routing_loss(router_logits: tuple[torch.Tensor, ...], domain: torch.T
     return torch.stack([F.cross_entropy(logits[keep].float(), target) for logits in router_logits]).mean()
 
 
-def train_moe_target(model, tokenizer, records: list[dict], cfg: FinetuneConfig, progress: bool = True,
+def train_moe_target(model, tokenizer, records: list[dict], cfg: dict, progress: bool = True,
                      domains: list[str] | None = None, domain_routing: float = 0.0):
     """Pre-train on every domain with the router's load-balancing loss (output_router_logits on), so
     experts share the load, plus domain routing when asked; routing logits are switched off again for
@@ -163,9 +163,9 @@ def prepare_moe(preset: str | MoePreset = "moe", out: str | Path = "moe-world", 
     steps.run("tokenizer", tok_hash, tok_dir, build_tokenizer)
     tokenizer = load_tokenizer(tok_dir)
 
-    cfg = replace(preset.train, seed=seed)
+    cfg = preset.train | {"seed": seed}
     target_dir = out / "target"
-    target_hash = step_hash("target", tok_hash, preset.model, MODEL_PRESETS[preset.model], cfg.to_dict(),
+    target_hash = step_hash("target", tok_hash, preset.model, MODEL_PRESETS[preset.model], cfg,
                             seed, *([preset.domain_routing] if preset.domain_routing else []))
     # (without routing the hash is the one targets had before the option existed, so they are reused)
     model = None  # built by the target step, else loaded
@@ -179,7 +179,7 @@ def prepare_moe(preset: str | MoePreset = "moe", out: str | Path = "moe-world", 
         save_model(model, tokenizer, target_dir)
         steps.say(f"target: {res.steps} steps in {res.wall_time:.0f}s, final loss {res.final_loss:.3f}")
         return {"n_params": sum(p.numel() for p in model.parameters()), "n_examples": len(world.train),
-                "config": cfg.to_dict(), "final_loss": res.final_loss, "steps": res.steps,
+                "config": cfg, "final_loss": res.final_loss, "steps": res.steps,
                 "wall_time": res.wall_time, "losses": res.losses, "domain_routing": preset.domain_routing}
 
     info = steps.run("target", target_hash, target_dir, build_target)

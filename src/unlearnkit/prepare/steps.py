@@ -84,8 +84,8 @@ def train_step(steps: Steps, name: str, h: str, out_dir: Path, records: list[dic
     def build() -> dict:
         model = init()
         info = {"n_params": sum(p.numel() for p in model.parameters()), "n_examples": len(records),
-                "config": cfg.to_dict()}
-        if cfg.epochs > 0:
+                "config": cfg}
+        if cfg["epochs"] > 0:
             res = finetune(model, tokenizer, records, cfg, out_dir=None, progress=steps.progress,
                            description=name)
             info |= {"final_loss": res.final_loss, "avg_loss": res.avg_loss, "steps": res.steps,

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from unlearnkit.data.tofu import FORGET_SPLITS, load_split, retain_split_for
 from unlearnkit.errors import UnlearnError
-from unlearnkit.finetune import FinetuneConfig
+from unlearnkit.finetune import finetune_settings
 from unlearnkit.outputs import write_json
 from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, qa_records, step_hash, train_step
 
@@ -34,7 +34,7 @@ class TofuPreset:
 
     name: str
     model: str  # "smollm2-135m" (pretrained: its own tokenizer) or a models/presets name (from scratch)
-    train: FinetuneConfig
+    train: dict
     forget: str = "forget10"
     retain: str = "evaluated"  # "evaluated": retain_perturbed's authors only; "all": the whole retainXX
     vocab_size: int = 1000  # tokenizer trained on the training records, for a from-scratch preset only
@@ -57,13 +57,13 @@ class TofuPreset:
 TOFU_PRESETS: dict[str, TofuPreset] = {
     "tofu-smollm2": TofuPreset(
         name="tofu-smollm2", model="smollm2-135m",
-        train=FinetuneConfig(epochs=5, lr=2e-4, batch_size=16, max_length=168, warmup=0.1,
+        train=finetune_settings(epochs=5, lr=2e-4, batch_size=16, max_length=168, warmup=0.1,
                              weight_decay=0.0),
     ),
     # CI smoke test / quick look: the same code path with a tiny Llama and a tokenizer trained here.
     "tofu-micro": TofuPreset(
         name="tofu-micro", model="llama-micro", vocab_size=600,
-        train=FinetuneConfig(epochs=1, lr=5e-3, batch_size=8, max_length=192), max_new_tokens=8,
+        train=finetune_settings(epochs=1, lr=5e-3, batch_size=8, max_length=192), max_new_tokens=8,
     ),
 }
 
@@ -194,7 +194,7 @@ def prepare_tofu(preset: str | TofuPreset, data: str | Path, out: str | Path, se
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps(force, progress)
 
-    cfg = replace(preset.train, seed=seed)
+    cfg = preset.train | {"seed": seed}
     data_hash = step_hash(records)
     tok_hash = step_hash("tofu-tokenizer", data_hash, preset.model, preset.vocab_size, RECIPE_VERSION)
     tokenizer, tok_dir = _tokenizer(preset, records["retain"] + records["forget"], out, tok_hash, steps)
@@ -206,7 +206,7 @@ def prepare_tofu(preset: str | TofuPreset, data: str | Path, out: str | Path, se
     parts = {"retain": records["retain"], "target": records["retain"] + records["forget"]}
     models, hashes = {}, {}
     for name, rows in parts.items():
-        hashes[name] = step_hash("tofu", name, tok_hash, step_hash(rows), preset.model, cfg.to_dict(),
+        hashes[name] = step_hash("tofu", name, tok_hash, step_hash(rows), preset.model, cfg,
                                  seed, RECIPE_VERSION)
         models[name] = train_step(steps, name, hashes[name], out / name, rows, cfg, tokenizer, init)
         models[name] |= {"n_forget": len(records["forget"]) if name == "target" else 0,

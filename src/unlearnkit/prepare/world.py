@@ -12,13 +12,13 @@ re-run with the same seed gives the same weights.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from unlearnkit.data.formatting import set_prompt_format
 from unlearnkit.data.world import FORGET_PERCENTS, WorldConfig, generate_world, write_world
 from unlearnkit.errors import UnlearnError
-from unlearnkit.finetune import FinetuneConfig
+from unlearnkit.finetune import finetune_settings
 from unlearnkit.outputs import write_json
 from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, qa_records, step_hash, train_step
 
@@ -34,8 +34,8 @@ class PreparePreset:
     world: WorldConfig
     model: str = "llama-small"  # a models/presets name, trained from scratch, or `pretrained`
     vocab_size: int = 3000
-    base: FinetuneConfig = field(default_factory=FinetuneConfig)
-    target: FinetuneConfig = field(default_factory=FinetuneConfig)
+    base: dict = field(default_factory=finetune_settings)
+    target: dict = field(default_factory=finetune_settings)
     forget_splits: tuple[str, ...] = ("forget01", "forget05", "forget10")
     replay_facts: bool = True
     pretrained: str | None = None  # e.g. "smollm2-135m": its weights and tokenizer are the base
@@ -55,8 +55,8 @@ PRESETS: dict[str, PreparePreset] = {
         name="micro",
         world=WorldConfig(n_authors=30, qa_per_author=4, n_world_facts=16, n_real_authors=8),
         model="llama-micro", vocab_size=1000,
-        base=FinetuneConfig(epochs=30, lr=5e-3, batch_size=24, max_length=64),
-        target=FinetuneConfig(epochs=30, lr=5e-3, batch_size=24, max_length=64),
+        base=finetune_settings(epochs=30, lr=5e-3, batch_size=24, max_length=64),
+        target=finetune_settings(epochs=30, lr=5e-3, batch_size=24, max_length=64),
         threads=1,
     ),
     # The smallest world that shows unlearning: 40 authors x 10 QA, forget10 = 4 authors (40 rows, enough
@@ -69,8 +69,8 @@ PRESETS: dict[str, PreparePreset] = {
         name="mini",
         world=WorldConfig(n_authors=40, qa_per_author=10, n_world_facts=16, n_real_authors=8),
         model="llama-micro", vocab_size=1000,
-        base=FinetuneConfig(epochs=30, lr=5e-3, batch_size=24, max_length=64),
-        target=FinetuneConfig(epochs=55, lr=5e-3, batch_size=24, max_length=64),
+        base=finetune_settings(epochs=30, lr=5e-3, batch_size=24, max_length=64),
+        target=finetune_settings(epochs=55, lr=5e-3, batch_size=24, max_length=64),
         forget_splits=("forget10",),
         threads=1,
     ),
@@ -83,8 +83,8 @@ PRESETS: dict[str, PreparePreset] = {
         # after 20 epochs on `full` + fact replay: 0.31 from a 1-epoch base, 0.59 from a 5-epoch base,
         # 0.026 from the random init), so target and retain models start from the same seeded random
         # init and learn world/real-author facts by replay alongside their split (same for both).
-        base=FinetuneConfig(epochs=0),
-        target=FinetuneConfig(epochs=20, lr=3e-3, batch_size=16, max_length=96),
+        base=finetune_settings(epochs=0),
+        target=finetune_settings(epochs=20, lr=3e-3, batch_size=16, max_length=96),
         forget_splits=("forget10",),
     ),
     # Documented recipe, not run in tests: SmolLM2-135M-Instruct is the base (it already knows real-world
@@ -93,8 +93,8 @@ PRESETS: dict[str, PreparePreset] = {
         name="smollm2",
         world=WorldConfig(n_authors=100, qa_per_author=10),
         model="smollm2-135m", pretrained="smollm2-135m",
-        base=FinetuneConfig(epochs=0),
-        target=FinetuneConfig(epochs=5, lr=1e-4, batch_size=16, max_length=128),
+        base=finetune_settings(epochs=0),
+        target=finetune_settings(epochs=5, lr=1e-4, batch_size=16, max_length=128),
         forget_splits=("forget10",),
     ),
 }
@@ -215,13 +215,13 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
 
     facts = qa_records(world.splits["world_facts"] + world.splits["real_authors"])
     replay = facts if preset.replay_facts else []
-    base_cfg, target_cfg = replace(preset.base, seed=seed), replace(preset.target, seed=seed)
+    base_cfg, target_cfg = preset.base | {"seed": seed}, preset.target | {"seed": seed}
     from unlearnkit.models.loading import load_model_and_tokenizer
 
     # threads change float summation order, so the weights: part of the hash when set (None keeps the
     # hashes of worlds prepared before the field existed)
     threads = () if preset.threads is None else ({"threads": preset.threads},)
-    base_hash = step_hash("base", tok_info["hash"], preset.model, preset.pretrained, base_cfg.to_dict(),
+    base_hash = step_hash("base", tok_info["hash"], preset.model, preset.pretrained, base_cfg,
                       _model_spec(preset.model), seed, RECIPE_VERSION, *threads,
                       *([fmt] if preset.prompt_format != "chat" else []))  # chat keeps older hashes
 
@@ -233,7 +233,7 @@ def _prepare(preset: PreparePreset, out: Path, seed: int, forget_splits: tuple[s
     retain_names = [f"retain{100 - FORGET_PERCENTS[f]}" for f in forget_splits]
     children = [("target", "full")] + [(name, name) for name in retain_names]
     for name, split in children:
-        h = step_hash(name, base_hash, split, target_cfg.to_dict(), preset.replay_facts)
+        h = step_hash(name, base_hash, split, target_cfg, preset.replay_facts)
         models[name] = train_step(steps, name, h, out / name, qa_records(world.splits[split]) + replay,
                                   target_cfg, tokenizer, lambda: _load(out / "base"))
         models[name]["train_split"] = split

@@ -60,7 +60,7 @@ class ULDRun(MethodRun):
                       "validation_rows": len(self.validation),
                       "epoch": self.best.restore(result.model), "history": self.best.history}
         else:
-            choice = {"rule": "last", "epoch": result.train.epochs}
+            choice = {"rule": "last", "epoch": result.train.num_train_epochs}
         return {"augmentation": self.augment_entry, "epoch_choice": choice}
 
     def save(self, trained, path: Path) -> ULDModel:

@@ -16,9 +16,10 @@ import torch
 from unlearnkit.data.formatting import IGNORE_INDEX
 from unlearnkit.data.unlearning import ForgetRetainDataset
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TrainSettings, UnlearnTrainer, answer_ce_from_logits, forward_logits
+from unlearnkit.methods.base import UnlearnTrainer, answer_ce_from_logits, forward_logits
 from unlearnkit.methods.uld.assistant import build_assistant
 from unlearnkit.methods.uld.data import uld_parts
+from unlearnkit.training.arguments import TrainArgs
 
 KL_POSITIONS = ("all", "answer")
 
@@ -64,7 +65,7 @@ class ULDTrainer(UnlearnTrainer):
         return False
 
     @classmethod
-    def prepare_model(cls, model, params, settings: TrainSettings):
+    def prepare_model(cls, model, params, settings: TrainArgs):
         return build_assistant(model, params.num_layers, settings.lora or params.lora, seed=settings.seed)
 
     @classmethod

@@ -17,7 +17,6 @@ from torch import nn
 
 from unlearnkit.data.formatting import encode_qa, pad_batch
 from unlearnkit.errors import UnlearnError
-from unlearnkit.methods.base import TrainSettings
 from unlearnkit.methods.ga import GATrainer
 from unlearnkit.methods.gd import GDTrainer
 from unlearnkit.methods.npo import NPOTrainer
@@ -34,6 +33,7 @@ from unlearnkit.models.moe import (
     select_expert,
     selection_scores,
 )
+from unlearnkit.training.arguments import TrainArgs
 
 
 def side_batches(dataset, side: str, batch_size: int, pad_token_id: int):
@@ -60,7 +60,7 @@ class UOEMixin:
     restriction: ExpertRestriction
 
     @classmethod
-    def prepare_model(cls, model: nn.Module, params, settings: TrainSettings) -> nn.Module:
+    def prepare_model(cls, model: nn.Module, params, settings: TrainArgs) -> nn.Module:
         """The target itself: UOE trains a slice of its weights, so LoRA does not apply."""
         if settings.lora:
             raise UnlearnError(f"{cls.name} trains one expert of the model directly: remove the lora setting")

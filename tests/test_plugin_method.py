@@ -72,3 +72,21 @@ def test_broken_plugin_is_one_line_error(tmp_path, monkeypatch, capsys):
     code, err = run_cli(capsys, "run", "--method", "ga", "--model", tmp_path, "--data", tmp_path,
                         "--out", tmp_path / "out")
     assert code == 2 and "missing.py does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_artifact_loaders_are_registered_by_methods(tmp_path, monkeypatch):
+    """models/ knows no method: a method registers how to load its artifacts, and a directory that is
+    an unlearnkit artifact nobody registered fails with one line saying so."""
+    from unlearnkit.errors import UnlearnError
+    from unlearnkit.models import loading
+
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "config.json").write_text(json.dumps({"model_type": "unlearnkit-toy: a toy method's artifact"}))
+    (art / "adapter.safetensors").write_bytes(b"")
+    with pytest.raises(UnlearnError, match="unlearnkit-toy: a toy method's artifact .no loader registered"):
+        loading.load_model_and_tokenizer(art)
+    monkeypatch.setattr(loading, "ARTIFACT_LOADERS", list(loading.ARTIFACT_LOADERS))
+    loading.register_artifact_loader(lambda path: (path / "config.json").read_text().find("toy") > 0,
+                                     lambda path, trust_remote_code: ("toy model", path.name))
+    assert loading.load_model_and_tokenizer(art) == ("toy model", "art")

@@ -59,11 +59,16 @@ def parse_json(text: str, path: str | Path) -> Any:
         raise UnlearnError(f"{path}: JSON nested too deeply") from None
 
 
+def jsonl_text(records: list[dict]) -> str:
+    """The JSON-lines text of `records`: one object per line, non-ASCII kept as is."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def write_jsonl(path: str | Path, records: list[dict]) -> None:
     """One JSON object per line, UTF-8, written atomically (a temporary file renamed into place)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp.write_text(jsonl_text(records), encoding="utf-8")
     os.replace(tmp, path)
 
 

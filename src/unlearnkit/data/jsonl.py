@@ -6,11 +6,11 @@ and the line.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from unlearnkit.errors import UnlearnError
+from unlearnkit.outputs import write_text
 
 
 def read_utf8(path: str | Path) -> str:
@@ -59,12 +59,14 @@ def parse_json(text: str, path: str | Path) -> Any:
         raise UnlearnError(f"{path}: JSON nested too deeply") from None
 
 
+def jsonl_text(records: list[dict]) -> str:
+    """The JSON-lines text of `records`: one object per line, non-ASCII kept as is."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def write_jsonl(path: str | Path, records: list[dict]) -> None:
     """One JSON object per line, UTF-8, written atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(Path(path), jsonl_text(records))
 
 
 def read_records(path: str | Path) -> list[Any]:

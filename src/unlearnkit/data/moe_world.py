@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from unlearnkit.data.jsonl import write_jsonl
 from unlearnkit.errors import UnlearnError
+from unlearnkit.outputs import write_text
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,5 @@ def write_moe_world(world: MoeWorld, out_dir: Path) -> dict[str, Path]:
             "sizes": {d: {"facts": len(world.facts[d]), "mcq": len(world.mcq[d])}
                       for d in world.config.domains}}
     paths["world"] = out_dir / "world.json"
-    tmp = paths["world"].with_name("world.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, paths["world"])
+    write_text(paths["world"], json.dumps(meta, indent=1) + "\n")
     return paths

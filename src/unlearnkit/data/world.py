@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unlearnkit.data.jsonl import write_jsonl
+from unlearnkit.outputs import write_text
 
 FORGET_PERCENTS = {"forget01": 1, "forget05": 5, "forget10": 10}
 
@@ -498,12 +498,6 @@ SPLIT_NAMES = [
 ]
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_world(world: World, out_dir: Path) -> dict[str, Path]:
     """Write the TOFU split files, the pre-training set and world.json (config, seed, hash, sizes)."""
     out_dir = Path(out_dir)
@@ -517,7 +511,7 @@ def write_world(world: World, out_dir: Path) -> dict[str, Path]:
     meta = {"hash": world.hash, "seed": world.seed, "config": asdict(world.config),
             "sizes": {n: len(world.splits[n]) for n in SPLIT_NAMES} | {"pretrain": len(world.pretrain)},
             "authors": [a["name"] for a in world.authors]}
-    _write_text(out_dir / "world.json", json.dumps(meta, indent=1) + "\n")
+    write_text(out_dir / "world.json", json.dumps(meta, indent=1) + "\n")
     return paths
 
 

@@ -6,7 +6,6 @@ Why not SmolLM2's 49k vocabulary: on the tiny presets the embedding matrix would
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -43,13 +42,11 @@ def train_tokenizer(texts: list[str], vocab_size: int = 3000):
     return fast
 
 
-def save_tokenizer(tokenizer, out_dir: Path, extra_files: dict[str, dict] | None = None) -> None:
-    """save_pretrained (+ extra JSON files, name -> content) into out_dir atomically (temp dir, rename)."""
+def save_tokenizer(tokenizer, out_dir: Path) -> None:
+    """save_pretrained into out_dir atomically (temp dir, rename)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(tmp)
-    for name, content in (extra_files or {}).items():
-        (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)

@@ -26,7 +26,7 @@ import torch
 from scipy.stats import hmean, ks_2samp
 
 from unlearnkit.data.formatting import rouge_strings
-from unlearnkit.data.jsonl import parse_json, read_utf8
+from unlearnkit.data.jsonl import jsonl_text, parse_json, read_utf8
 from unlearnkit.data.tofu import (
     check_perturbed_rows,
     holdout_split_for,
@@ -683,8 +683,7 @@ def write_eval(out_dir: str | Path, summary: dict, eval_log: dict, generations: 
         "eval": (out / EVAL_FILE, json.dumps(dict(sorted(eval_log.items())), indent=4)),
         "summary": (out / SUMMARY_FILE, json.dumps(summary, indent=4)),
         "markdown": (out / SUMMARY_MD, summary_markdown(summary, meta.get("name"))),
-        "generations": (out / GENERATIONS_FILE,
-                        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generations)),
+        "generations": (out / GENERATIONS_FILE, jsonl_text(generations)),
         "meta": (out / META_FILE, json.dumps(meta, indent=2, default=str)),
     }
     for path, text in files.values():

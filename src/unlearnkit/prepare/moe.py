@@ -27,7 +27,7 @@ from unlearnkit.errors import UnlearnError
 from unlearnkit.finetune import finetune, finetune_settings
 from unlearnkit.models.moe import moe_layers
 from unlearnkit.outputs import write_json
-from unlearnkit.prepare.steps import Steps, step_hash
+from unlearnkit.prepare.steps import Steps, pick_preset, step_hash
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,7 @@ MOE_PRESETS: dict[str, MoePreset] = {
 
 
 def resolve_moe_preset(preset: str | MoePreset) -> MoePreset:
-    if isinstance(preset, MoePreset):
-        return preset
-    if preset not in MOE_PRESETS:
-        raise UnlearnError(f"unknown MoE preset {preset!r}: choose one of {', '.join(MOE_PRESETS)}")
-    return MOE_PRESETS[preset]
+    return pick_preset(preset, MOE_PRESETS, "MoE ")
 
 
 class DomainRoutingTrainer(Trainer):

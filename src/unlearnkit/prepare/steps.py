@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearnkit.errors import UnlearnError
 from unlearnkit.outputs import write_json
 
 STEP_FILE = "prepare_step.json"
@@ -98,3 +99,12 @@ def train_step(steps: Steps, name: str, h: str, out_dir: Path, records: list[dic
         return info
 
     return steps.run(name, h, out_dir, build)
+
+
+def pick_preset(preset, presets: dict, kind: str = ""):
+    """A preset object as given, or the one `presets` names; an unknown name lists the valid ones."""
+    if not isinstance(preset, str):
+        return preset
+    if preset not in presets:
+        raise UnlearnError(f"unknown {kind}preset {preset!r}: choose one of {', '.join(presets)}")
+    return presets[preset]

@@ -23,7 +23,7 @@ from unlearnkit.data.tofu import FORGET_SPLITS, load_split, retain_split_for
 from unlearnkit.errors import UnlearnError
 from unlearnkit.finetune import finetune_settings
 from unlearnkit.outputs import write_json
-from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, qa_records, step_hash, train_step
+from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, pick_preset, qa_records, step_hash, train_step
 
 RETAIN_EVAL_SPLIT = "retain_perturbed"  # the retain questions TOFU's evaluation scores
 
@@ -110,11 +110,7 @@ def reference_splits(preset: TofuPreset, data: str | Path) -> list[str]:
 
 
 def resolve_tofu_preset(preset: str | TofuPreset) -> TofuPreset:
-    if isinstance(preset, TofuPreset):
-        return preset
-    if preset not in TOFU_PRESETS:
-        raise UnlearnError(f"unknown TOFU preset {preset!r}: choose one of {', '.join(TOFU_PRESETS)}")
-    return TOFU_PRESETS[preset]
+    return pick_preset(preset, TOFU_PRESETS, "TOFU ")
 
 
 def _tokenizer(preset: TofuPreset, records: list[dict], out: Path, h: str, steps: Steps):

@@ -20,7 +20,7 @@ from unlearnkit.data.world import FORGET_PERCENTS, WorldConfig, generate_world, 
 from unlearnkit.errors import UnlearnError
 from unlearnkit.finetune import finetune_settings
 from unlearnkit.outputs import write_json
-from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, qa_records, step_hash, train_step
+from unlearnkit.prepare.steps import RECIPE_VERSION, Steps, pick_preset, qa_records, step_hash, train_step
 
 AUGMENT_VERSION = 1  # bump when world_augmentation changes (rewrites only the augmentation files)
 AUGMENT_STEP_FILE = "augment_step.json"  # in data/: the augmentation step's hash and sizes
@@ -162,11 +162,7 @@ def _load(model_dir: Path):
 
 
 def resolve_preset(preset: str | PreparePreset) -> PreparePreset:
-    if isinstance(preset, PreparePreset):
-        return preset
-    if preset not in PRESETS:
-        raise UnlearnError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    return PRESETS[preset]
+    return pick_preset(preset, PRESETS, "")
 
 
 def prepare(preset: str | PreparePreset, out: str | Path, seed: int = 0,

@@ -145,3 +145,10 @@ def test_option_values_are_values_not_yaml(micro_world, tmp_path, capsys, monkey
     record = json.loads((tmp_path / "runs" / "a: b" / "run.json").read_text())
     assert (record["model"], record["data"], record["seed"]) == ("no", "2024-01-01", 3)
     assert yaml.safe_load((tmp_path / "runs" / "a: b" / "config.yaml").read_text())["out"] == "runs/a: b"
+
+
+def test_unknown_prepare_preset_lists_every_family_and_writes_nothing(tmp_path, capsys):
+    code, err = run_cli(capsys, "prepare", "--preset", "smal", "--out", tmp_path / "w")
+    assert code == 2 and "unknown preset 'smal'" in err
+    assert all(name in err for name in ("small", "moe-micro", "tofu-smollm2"))
+    assert not (tmp_path / "w").exists()

@@ -38,9 +38,13 @@ def prepare_cmd(
     """Generate the world and train the base, target and retain models (TOFU recipe)."""
     from transformers.utils import logging as hf_logging
 
+    from unlearnkit.errors import UnlearnError
     from unlearnkit.outputs import check_out_dir
-    from unlearnkit.prepare import prepare
+    from unlearnkit.prepare import MOE_PRESETS, PRESETS, TOFU_PRESETS, prepare
 
+    known = [*PRESETS, *MOE_PRESETS, *TOFU_PRESETS]
+    if preset not in known:
+        raise UnlearnError(f"unknown preset {preset!r}: choose one of {', '.join(known)}")
     hf_logging.disable_progress_bar()  # our own rich bars show training progress
     # a world is built up step by step, so only an earlier world's own parts may already be there
     world_parts = tuple(p.name for p in out.iterdir() if re.fullmatch(WORLD_PARTS, p.name)) \
@@ -49,7 +53,6 @@ def prepare_cmd(
 
     if preset.startswith("tofu"):
         from unlearnkit.cli.progress import progress_bars
-        from unlearnkit.errors import UnlearnError
         from unlearnkit.prepare import prepare_tofu
 
         if data is None:
@@ -57,8 +60,6 @@ def prepare_cmd(
         manifest = prepare_tofu(preset, data, out, seed=seed, forget_splits=forget or None,
                                 max_samples=max_samples, force=force, eval_bars=progress_bars)
     elif data is not None or max_samples is not None:
-        from unlearnkit.errors import UnlearnError
-
         raise UnlearnError(f"--data/--max-samples apply to the tofu-* presets; {preset} generates its data")
     elif preset.startswith("moe"):
         from unlearnkit.prepare import prepare_moe

@@ -152,3 +152,21 @@ def test_unknown_prepare_preset_lists_every_family_and_writes_nothing(tmp_path, 
     assert code == 2 and "unknown preset 'smal'" in err
     assert all(name in err for name in ("small", "moe-micro", "tofu-smollm2"))
     assert not (tmp_path / "w").exists()
+
+
+def test_methods_command_lists_every_method_and_each_params_help_and_default(capsys, monkeypatch):
+    from unlearnkit.methods import REGISTRY
+    from unlearnkit.methods.params import param_table
+
+    def out(*args) -> str:
+        monkeypatch.setattr(sys, "argv", ["unlearn", "methods", *args])
+        capsys.readouterr()
+        cli_main()  # returns on success (errors exit)
+        return " ".join(capsys.readouterr().out.split())
+
+    listing = out()
+    assert all(name in listing for name in REGISTRY)
+    for name, method in REGISTRY.items():
+        assert all(text for _, _, text in param_table(method.params_cls)), f"{name}: a parameter without help"
+    shown = out("uld")
+    assert "lora.r 16" in shown and "weight 0.8" in shown and "train.lr=0.001" in shown

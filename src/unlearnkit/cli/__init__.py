@@ -14,6 +14,7 @@ from unlearnkit.cli import experts as _experts  # noqa: E402,F401
 from unlearnkit.cli import finetune as _finetune  # noqa: E402,F401
 from unlearnkit.cli import generate as _generate  # noqa: E402,F401
 from unlearnkit.cli import mcq as _mcq  # noqa: E402,F401
+from unlearnkit.cli import methods as _methods  # noqa: E402,F401
 from unlearnkit.cli import prepare as _prepare  # noqa: E402,F401
 from unlearnkit.cli import report as _report  # noqa: E402,F401
 from unlearnkit.cli import run as _run  # noqa: E402,F401

@@ -44,6 +44,20 @@ def param_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
+def param_table(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, help) of every parameter, nested ones expanded: what `unlearn methods`
+    shows, read from the dataclass itself so the help can never disagree with the defaults."""
+    rows = []
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        nested = _nested(cls, f.name)
+        if nested:
+            rows += param_table(nested, f"{prefix}{f.name}.")
+        else:
+            rows.append((prefix + f.name, getattr(instance, f.name), f.metadata.get("help", "")))
+    return rows
+
+
 def unknown_keys(cls: type, values: dict, prefix: str = "") -> list[str]:
     """Keys of `values` (nested mappings included) that are not parameters of `cls`."""
     names = {f.name for f in dataclasses.fields(cls)}

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from unlearnkit.errors import UnlearnError
+from unlearnkit.methods.params import param
 from unlearnkit.models.layers import decoder_layers
 
 
@@ -24,9 +25,9 @@ from unlearnkit.models.layers import decoder_layers
 class LoraSettings:
     """LoRA hyper-parameters of the assistant (docs/design.md §4 defaults; the ULD paper used r=32)."""
 
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = param(16, "LoRA rank of every Linear in the assistant's K layers")
+    alpha: int = param(32, "LoRA scaling alpha (the update is scaled by alpha / r)")
+    dropout: float = param(0.05, "dropout on the LoRA input")
 
 
 def default_num_layers(n: int) -> int:

@@ -170,3 +170,9 @@ def test_methods_command_lists_every_method_and_each_params_help_and_default(cap
         assert all(text for _, _, text in param_table(method.params_cls)), f"{name}: a parameter without help"
     shown = out("uld")
     assert "lora.r 16" in shown and "weight 0.8" in shown and "train.lr=0.001" in shown
+
+
+def test_run_without_data_is_one_line_before_any_loading(tmp_path, capsys):
+    code, err = run_cli(capsys, "run", "--method", "npo_gd", "--out", tmp_path / "r")
+    assert code == 2 and "error: no data to unlearn from: pass --data DIR" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.checkpoints").exists()

@@ -124,7 +124,7 @@ def test_dotted_keys_inside_yaml(tmp_path):
         ("eval.stop_check_steps=0", "eval.stop_check_steps must be >= 1, got 0"),
         (
             "data.data=0123",
-            "config key 'data.data' expects str, got int 83 (quote the value to keep it as text)",
+            "config key 'data.data' expects str or null, got int 83 (quote the value to keep it as text)",
         ),
     ],
 )

@@ -32,7 +32,7 @@ DEFAULT_SEED = 42  # the one default seed of the commands that train or evaluate
 
 @dataclass
 class DataConfig:
-    data: str = "micro"  # a TOFU-layout directory or an embedded world preset name
+    data: str | None = None  # a TOFU-layout directory (e.g. a prepared world's data/) or a hub dataset ID
     forget: str = "forget10"
     max_length: int = 256
     max_samples: int | None = None

@@ -245,6 +245,9 @@ def check_eval_overlap(cfg: RunConfig, spec: Method, params, settings, data: Run
 def check_run_inputs(cfg: RunConfig) -> None:
     """Checks that need no model, run before any loading: a bad value fails at once, not after training.
     (A method's own checks are its params' validation and its MethodRun.check.)"""
+    if not cfg.data.data:
+        raise UnlearnError("no data to unlearn from: pass --data DIR (a TOFU-layout folder, e.g. a prepared "
+                           "world's data/) or a hub dataset ID, or set data.data in the config")
     if cfg.eval.enabled and cfg.eval.reference:
         if is_mcq_world(cfg.data.data):
             raise UnlearnError(f"--reference applies to TOFU data; {cfg.data.data} is a multiple-choice "

@@ -7,7 +7,6 @@ import io
 import re
 import shutil
 
-import pytest
 from helpers import run_cli
 from rich.console import Console
 
@@ -60,13 +59,10 @@ def test_train_progress_reports_steps_and_loss_through_a_plain_factory(micro_wor
     assert lines[0].endswith("loss -") and re.search(r"loss -?\d", lines[1])  # live from the first log on
 
 
-@pytest.fixture(scope="module")
-def gd_run(micro_world, tmp_path_factory):
-    return tmp_path_factory.mktemp("progress") / "gd-a"
-
-
-def test_run_prints_train_and_named_eval_lines_without_hf_bars(micro_world, gd_run, capsys, monkeypatch):
+def test_run_prints_train_and_named_eval_lines_then_report_tells_two_runs_apart(micro_world, tmp_path, capsys,
+                                                                              monkeypatch):
     monkeypatch.setenv(INTERVAL_ENV, "0")
+    gd_run = tmp_path / "gd-a"
     code, err = run_cli(capsys, "run", "--method", "gd", "--model", micro_world.target_dir, "--data",
                         micro_world.data_dir, "--forget", "forget10", "--epochs", "2", "--out", gd_run,
                         "--max-samples", "2", "eval.max_new_tokens=8", "eval.batch_size=1",
@@ -81,17 +77,14 @@ def test_run_prints_train_and_named_eval_lines_without_hf_bars(micro_world, gd_r
             assert re.search(rf"^{name} Q_A_ROUGE 2/2 \(100%\)", err, re.M), (model, err)
     assert "Loading weights" not in err and "Writing model shards" not in err and "it/s]" not in err
 
-
-def test_report_on_two_run_folders_of_the_same_method(gd_run, tmp_path, capsys):
-    if not (gd_run / "run.json").is_file():
-        pytest.skip("needs the run of test_run_prints_train_and_named_eval_lines_without_hf_bars")
-    other = tmp_path / "gd-b"
+    # the report over two run folders of the same method (this run and a copy) tells them apart
+    other = gd_run.parent / "gd-b"
     shutil.copytree(gd_run, other)
-    code, _ = run_cli(capsys, "report", gd_run, other, "--out", tmp_path / "rep.md")
+    code, _ = run_cli(capsys, "report", gd_run, other, "--out", gd_run.parent / "rep.md")
     assert code == 0
-    md = (tmp_path / "rep.md").read_text()
+    md = (gd_run.parent / "rep.md").read_text()
     assert "| gd-a | " in md and "| gd-b | " in md
-    page = (tmp_path / "rep.html").read_text()
+    page = (gd_run.parent / "rep.html").read_text()
     assert page.count("<th>method</th><td>gd</td>") == 2 and page.count("<td>world fact</td>") == 2
 
 

@@ -18,7 +18,7 @@ def methods_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from unlearnkit.methods import ALIASES, REGISTRY, get_method, load_plugins
+    from unlearnkit.methods import REGISTRY, get_method, load_plugins
     from unlearnkit.methods.params import param_table
 
     load_plugins()
@@ -26,8 +26,7 @@ def methods_cmd(
     if name is None:
         table = Table("method", "aliases", "what it does", box=None)
         for key, method in REGISTRY.items():
-            aliases = ", ".join(a for a, target in ALIASES.items() if target == key)
-            table.add_row(key, aliases, method.description)
+            table.add_row(key, ", ".join(method.aliases), method.description)
         console.print(table)
         return
     method = get_method(name)

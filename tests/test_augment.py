@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import missing, read_jsonl, run_cli
+from helpers import read_jsonl, run_cli
 
 from unlearnkit.config import load_config
 from unlearnkit.data.augment import (
@@ -25,6 +25,7 @@ from unlearnkit.data.augment import (
 )
 from unlearnkit.data.tofu import SPLIT_NAMES, load_perturbed_file, load_split
 from unlearnkit.errors import UnlearnError
+from unlearnkit.memory import peak_rss_bytes
 from unlearnkit.methods import get_method
 from unlearnkit.pipeline import check_eval_overlap, load_run_data
 
@@ -32,15 +33,6 @@ FORGETS = ("forget01", "forget05", "forget10")
 
 
 # ------------------------------------------------------------------ formats
-
-
-@pytest.fixture(scope="module")
-def uld_aug(real_tofu):
-    """The ULD authors' augmentation release, kept next to the real TOFU data."""
-    path = real_tofu.parent / "uld_aug"
-    if not (path / "perturb_res.csv").is_file():
-        missing(f"ULD augmentation release not found at {path}")
-    return path
 
 
 def test_official_csvs_give_25_25_3_per_forget10_question(uld_aug, real_tofu):
@@ -232,6 +224,7 @@ def test_uld_run_trains_on_the_file_writes_train_data_and_keeps_the_last_epoch(m
     assert code == 0, err
     record = json.loads((out / "run.json").read_text())
     assert record["epoch_choice"] == {"rule": "last", "epoch": 2.0}
+    assert 100 * 2**20 < record["train_peak_rss"] <= peak_rss_bytes()  # this process: torch alone is more
     assert record["augmentation"]["dropped_evaluated"] == 0
     assert record["eval_overlap"]["overlapping_records"] == 0
     seen = read_jsonl(out / "train_data.jsonl")

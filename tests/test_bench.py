@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from unlearnkit.bench import BenchConfig, bench
-from unlearnkit.bench.measure import epoch_tokens, peak_rss_bytes, rss_bytes, timed_epochs
+from unlearnkit.bench.measure import epoch_tokens, timed_epochs
 from unlearnkit.cli import app
 from unlearnkit.errors import UnlearnError
+from unlearnkit.memory import peak_rss_bytes, rss_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from helpers import run_cli
@@ -17,6 +21,7 @@ from unlearnkit.finetune import answer_loss
 from unlearnkit.prepare import STEP_FILE
 from unlearnkit.prepare.tofu import TOFU_PRESETS, prepare_tofu, training_records
 
+REPO = Path(__file__).resolve().parents[1]
 N = 6  # records of each training part and rows of each evaluation split
 # 80 epochs of one step each (train loss 6.3 -> 0.13 on the 12 target records), a few seconds idle.
 PRESET = replace(TOFU_PRESETS["tofu-micro"],
@@ -119,3 +124,36 @@ def test_bad_forget_split_and_data(real_tofu, tmp_path):
     with pytest.raises(UnlearnError, match="unknown TOFU preset"):
         prepare_tofu("tofu-big", real_tofu, tmp_path / "c", progress=False)
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+@pytest.mark.slow  # shares the `prepared` fixture; four CLI subprocesses on the tiny Llama, ~1 min busy
+def test_results_script_runs_references_uld_and_a_baseline(prepared, real_tofu, uld_aug, tmp_path):
+    """scripts/tofu_smollm2.sh (the commands behind docs/results.md's real-TOFU table) on the tofu-micro
+    world: the same code path as on SmolLM2, ULD with the official augmentation through its config."""
+    world, _ = prepared
+    out = tmp_path / "runs"
+    env = os.environ | {"TOFU_DATA": str(real_tofu), "ULD_AUG": str(uld_aug),
+                        "UNLEARN": str(Path(sys.executable).parent / "unlearn"), "OMP_NUM_THREADS": "1"}
+
+    def script(*names):
+        return subprocess.run(["bash", "scripts/tofu_smollm2.sh", str(world), str(out), *names], cwd=REPO,
+                              env=env, capture_output=True, text=True)
+
+    done = script("retain", "target", "uld", "gd_1e-4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = load_eval_log(out / "retain")
+    for name in ("target", "uld/eval", "gd_1e-4/eval"):
+        summary = json.loads((out / name / "TOFU_SUMMARY.json").read_text())
+        log = load_eval_log(out / name)
+        assert len(log["forget_Q_A_Prob"]["value_by_index"]) == 40  # all of forget01
+        assert len(log["retain_Q_A_Prob"]["value_by_index"]) == 100  # --max-samples 100
+        expected = ks_2samp(tr_scores(log), tr_scores(reference)).pvalue
+        assert summary["forget_quality"] == pytest.approx(expected, rel=1e-12)
+    uld = json.loads((out / "uld" / "run.json").read_text())
+    assert uld["augmentation"]["questions"] == 40 and uld["epoch_choice"] == {"rule": "last", "epoch": 5.0}
+    seen = [json.loads(line) for line in (out / "uld" / "train_data.jsonl").read_text().splitlines()]
+    assert sum(r["part"] == "augment_forget" for r in seen) <= 5 * 40  # augment_paraphrases: 5
+    gd = json.loads((out / "gd_1e-4" / "run.json").read_text())
+    assert gd["train"]["lr"] == 1e-4 and gd["train"]["epochs"] == 5
+    again = script("target")
+    assert again.returncode == 0 and "done, skipped" in again.stdout

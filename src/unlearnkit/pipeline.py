@@ -50,6 +50,7 @@ from unlearnkit.eval.mcq import (
     write_mcq_eval,
 )
 from unlearnkit.eval.moe import RoutingMonitor, make_batches, write_routing
+from unlearnkit.memory import peak_rss_bytes
 from unlearnkit.methods import Method, RunContext, get_method, unlearn
 from unlearnkit.models.loading import load_model_and_tokenizer
 from unlearnkit.models.moe import is_moe
@@ -353,7 +354,8 @@ def run(cfg: RunConfig, progress: ProgressFactory | None = None, callbacks: list
             "method": result.method, "model": cfg.model.model, "data": cfg.data.data,
             "forget": forget_name, "params": result.params.to_dict(), "train": result.train.record(),
             "train_seconds": result.train_seconds, "epoch_seconds": result.epoch_seconds,
-            "global_steps": result.global_steps, "trainable_params": result.trainable_params,
+            "global_steps": result.global_steps, "train_peak_rss": peak_rss_bytes(),
+            "trainable_params": result.trainable_params,
             "total_params": result.total_params, "truncated": result.truncated, "extra": result.extra,
             "log_history": result.log_history, "resumed_from": resume_from.name if resume_from else None,
             "eval_overlap": overlap, "train_records": len(result.train_records),

@@ -1,40 +1,14 @@
-"""What the bench measures inside a worker: process memory, machine context, tokens per epoch, which epochs
+"""What the bench measures inside a worker: machine context, tokens per epoch, which epochs
 are timed, and timed greedy generation (definitions in the package docstring)."""
 
 from __future__ import annotations
 
 import os
 import platform
-import resource
-import sys
 import time
 from pathlib import Path
 
-
-def _status_kb(field_name: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_bytes() -> int:
-    """Peak RSS of this process image. VmHWM first: ru_maxrss survives exec on Linux, so a child forked
-    from a big parent would report the parent's peak."""
-    kb = _status_kb("VmHWM")
-    if kb is not None:
-        return kb * 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
-
-
-def rss_bytes() -> int:
-    """Current RSS (falls back to the peak where /proc is missing)."""
-    kb = _status_kb("VmRSS")
-    return kb * 1024 if kb is not None else peak_rss_bytes()
+from unlearnkit.memory import peak_rss_bytes
 
 
 def machine_info() -> dict:

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from unlearnkit.bench.measure import generate_tokens, peak_rss_bytes, rss_bytes, timed_epochs, train_meter
+from unlearnkit.bench.measure import generate_tokens, timed_epochs, train_meter
 from unlearnkit.errors import UnlearnError
+from unlearnkit.memory import peak_rss_bytes, rss_bytes
 
 
 def _worker_method(spec: dict) -> dict:

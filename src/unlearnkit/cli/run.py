@@ -154,5 +154,6 @@ def run_cmd(
     elif summary:
         console.print(summary_table(summary, f"{record['method']} on {cfg.data.forget}"))
     console.print(f"trained {record['trainable_params']:,} of {record['total_params']:,} parameters in "
-                  f"{record['train_seconds']:.1f} s; artifact {record['artifact_bytes'] / 1e6:.2f} MB; "
+                  f"{record['train_seconds']:.1f} s (peak RSS {record['train_peak_rss'] / 2**20:,.0f} MiB); "
+                  f"artifact {record['artifact_bytes'] / 1e6:.2f} MB; "
                   f"wrote {cfg.out}/", highlight=False)

@@ -13,6 +13,7 @@ import pytest
 from helpers import read_jsonl, run_cli
 
 from unlearnkit.config import load_config
+from unlearnkit.costs import peak_rss_bytes
 from unlearnkit.data.augment import (
     augment_file_for,
     drop_evaluated,
@@ -25,7 +26,6 @@ from unlearnkit.data.augment import (
 )
 from unlearnkit.data.tofu import SPLIT_NAMES, load_perturbed_file, load_split
 from unlearnkit.errors import UnlearnError
-from unlearnkit.memory import peak_rss_bytes
 from unlearnkit.methods import get_method
 from unlearnkit.pipeline import check_eval_overlap, load_run_data
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from unlearnkit.bench import BenchConfig, bench
-from unlearnkit.bench.measure import epoch_tokens, timed_epochs
+from unlearnkit.bench.measure import epoch_tokens
 from unlearnkit.cli import app
+from unlearnkit.costs import peak_rss_bytes, rss_bytes, time_per_epoch, timed_epochs
 from unlearnkit.errors import UnlearnError
-from unlearnkit.memory import peak_rss_bytes, rss_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -38,6 +38,8 @@ def test_epoch_tokens_counts_every_part_without_padding(micro_world, micro_tok):
 def test_timed_epochs_drop_the_warmup_epoch():
     assert timed_epochs([3.0, 1.0, 2.0]) == [1, 2]
     assert timed_epochs([3.0]) == [0]
+    assert time_per_epoch([9.0, 1.0, 4.0, 2.0]) == 2.0 and time_per_epoch([3.0]) == 3.0
+    assert time_per_epoch([]) is None
 
 
 def test_overrides_apply_to_all_or_to_the_named_method(micro_world, tmp_path):

@@ -92,7 +92,8 @@ def fake_run_folder(root, folder, fq, mu, lr):
     record = {"method": "gd", "forget": "forget10", "seed": 42, "params": {"gamma": 1.0, "alpha": 1.0},
               "train": {"lr": lr, "epochs": 5, "batch_size": 8, "grad_accum": 4, "lora": None,
                         "max_steps": -1},
-              "train_seconds": 3.25, "global_steps": 5, "trainable_params": 1000}
+              "train_seconds": 3.25, "global_steps": 5, "trainable_params": 1000,
+              "epoch_seconds": [2.0, 0.25, 0.5, 0.25, 0.25], "train_peak_rss": 3 * 2**30}
     (out / "run.json").write_text(json.dumps(record))
     (out / "config.yaml").write_text("method:\n  name: gd\n")
     return out
@@ -104,7 +105,8 @@ def test_two_run_folders_of_one_method_with_a_summary_file_and_a_retain_eval(tmp
     retain = fake_run(tmp_path, "retain", None, 0.6, 0.4, label="retain90")
     paths = write_report([a, b, retain, a / "eval" / "TOFU_SUMMARY.json"], tmp_path / "rep.md")
     md = paths["markdown"].read_text()
-    rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ")][1:]
+    quality = md.split("## Training cost")[0]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in quality.splitlines() if line.startswith("| ")][1:]
     # one row per input, labels unique: a repeated label gets the folder that tells them apart
     assert rows == [f"gd-lr1e-5 ({tmp_path.name})", "gd-lr1e-4", "retain90", "gd-lr1e-5 (eval)"]
     assert "| retain90 | n/a | 0.6000 |" in md
@@ -116,6 +118,13 @@ def test_two_run_folders_of_one_method_with_a_summary_file_and_a_retain_eval(tmp
                  "<td>retain</td><td>retain q0</td>", "<td>world fact</td><td>wf q0</td>", "Not plotted"):
         assert text in page, text
     assert page.count("<h3>sample generations</h3>") == 4
+    # the cost table has the two run folders only; time/epoch leaves out the first (warm-up) epoch
+    cost = md.split("## Training cost")[1].split("##")[0]
+    assert "| gd-lr1e-4 | gd | 0.0001 | 5 | 5 | 0.2 s | 3.2 s | 3,072 MiB | 1,000 | 12.5 s |" in cost
+    assert cost.count("| gd-lr1e-5") == 2 and "retain90" not in cost
+    samples = md.split("## Sample generations")[1]
+    assert "**forget**: forget q0 (answer: forget a0)" in samples and "| gd-lr1e-4 | forget g0 |" in samples
+    assert "**world fact**: wf q0" in samples and "| gd-lr1e-4 | wf g0 |" in samples
 
 
 def test_same_folder_names_in_different_parents_get_the_parent(tmp_path):

@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from unlearnkit.config import RunConfig, config_hash, save_config
+from unlearnkit.costs import peak_rss_bytes
 from unlearnkit.data.augment import eval_overlap
 from unlearnkit.data.formatting import get_prompt_format, set_prompt_format
 from unlearnkit.data.jsonl import read_jsonl, write_jsonl
@@ -50,7 +51,6 @@ from unlearnkit.eval.mcq import (
     write_mcq_eval,
 )
 from unlearnkit.eval.moe import RoutingMonitor, make_batches, write_routing
-from unlearnkit.memory import peak_rss_bytes
 from unlearnkit.methods import Method, RunContext, get_method, unlearn
 from unlearnkit.models.loading import load_model_and_tokenizer
 from unlearnkit.models.moe import is_moe

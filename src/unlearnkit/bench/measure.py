@@ -8,7 +8,7 @@ import platform
 import time
 from pathlib import Path
 
-from unlearnkit.memory import peak_rss_bytes
+from unlearnkit.costs import peak_rss_bytes
 
 
 def machine_info() -> dict:
@@ -61,11 +61,6 @@ def train_meter():
             self.train_peak_rss = peak_rss_bytes()
 
     return TrainMeter()
-
-
-def timed_epochs(epoch_seconds: list[float]) -> list[int]:
-    """Indices of the epochs that count: all but the first (warm-up), unless there is only one."""
-    return list(range(1, len(epoch_seconds))) if len(epoch_seconds) > 1 else list(range(len(epoch_seconds)))
 
 
 def generate_tokens(model, tok, prompts: list[list[int]], batch_size: int,

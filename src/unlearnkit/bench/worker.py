@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from unlearnkit.bench.measure import generate_tokens, timed_epochs, train_meter
+from unlearnkit.bench.measure import generate_tokens, train_meter
+from unlearnkit.costs import peak_rss_bytes, rss_bytes, time_per_epoch, timed_epochs
 from unlearnkit.errors import UnlearnError
-from unlearnkit.memory import peak_rss_bytes, rss_bytes
 
 
 def _worker_method(spec: dict) -> dict:
@@ -35,7 +35,7 @@ def _worker_method(spec: dict) -> dict:
     train_peak = meter.train_peak_rss or peak_rss_bytes()
     return {
         "method": record["method"], "run_dir": str(cfg.out),
-        "epoch_seconds": seconds, "time_per_epoch": statistics.median(seconds[i] for i in timed),
+        "epoch_seconds": seconds, "time_per_epoch": time_per_epoch(seconds),
         "tokens_per_epoch": tokens, "tokens_per_s": statistics.median(rates) if rates else None,
         "train_seconds": record["train_seconds"], "global_steps": record["global_steps"],
         "trainable_params": record["trainable_params"], "total_params": record["total_params"],

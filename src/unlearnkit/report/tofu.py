@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unlearnkit.costs import time_per_epoch
 from unlearnkit.data.jsonl import read_jsonl
 from unlearnkit.errors import UnlearnError
 from unlearnkit.eval.tofu import (
@@ -28,6 +29,8 @@ COLUMNS = (
     ("model_utility", "M.U."),
     ("forget_Q_A_ROUGE", "forget ROUGE-L"),
     ("retain_Q_A_ROUGE", "retain ROUGE-L"),
+    ("ra_Q_A_ROUGE", "real authors ROUGE-L"),
+    ("wf_Q_A_ROUGE", "world facts ROUGE-L"),
     ("forget_Q_A_Prob", "forget Prob"),
     ("forget_truth_ratio", "forget TR"),
     ("privleak", "privleak"),
@@ -95,6 +98,8 @@ def run_settings(run_dir: Path) -> dict:
     settings["params"] = ", ".join(f"{k}={v}" for k, v in params.items()
                                    if isinstance(v, (int, float, str, bool)) and v is not None)
     settings |= {"steps": record.get("global_steps"), "train_seconds": record.get("train_seconds"),
+                 "time_per_epoch_seconds": time_per_epoch(record.get("epoch_seconds") or []),
+                 "train_peak_rss": record.get("train_peak_rss"),  # absent in runs before 2026-12-03
                  "trainable_params": record.get("trainable_params")}
     if record.get("best_epoch") is not None:
         settings["best_epoch"] = record["best_epoch"]
@@ -170,6 +175,49 @@ def markdown_table(runs: list[Run]) -> str:
     return "\n".join([head, sep, *rows]) + "\n"
 
 
+# (settings key, column header) of the cost table: `unlearn run` outputs only.
+COST_COLUMNS = (
+    ("method", "method"), ("lr", "lr"), ("epochs", "epochs"), ("steps", "steps"),
+    ("time_per_epoch_seconds", "time/epoch"), ("train_seconds", "train time"), ("train_peak_rss", "peak RSS"),
+    ("trainable_params", "trainable params"), ("eval_seconds", "eval time"),
+)
+
+
+def cost_table(runs: list[Run]) -> str:
+    """Training cost of the `unlearn run` outputs among `runs` (time/epoch: median without the first
+    epoch; peak RSS: the run's process at the end of training); empty when there is none."""
+    trained = [r for r in runs if "train_seconds" in r.settings]
+    if not trained:
+        return ""
+    head = "| run | " + " | ".join(h for _, h in COST_COLUMNS) + " |"
+    sep = "|---|" + "---:|" * len(COST_COLUMNS)
+    rows = ["| " + r.name + " | " + " | ".join(
+        _fmt_setting(k, r.settings[k]) if r.settings.get(k) is not None else "n/a" for k, _ in COST_COLUMNS)
+        + " |" for r in trained]
+    return "\n".join([head, sep, *rows]) + "\n"
+
+
+def _cell(text, limit: int = 160) -> str:
+    """One markdown table cell: no line breaks or pipes, long generations cut at `limit` characters."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def samples_markdown(runs: list[Run]) -> str:
+    """Per split (forget, retain, world fact), each run's greedy answer to the split's first question."""
+    out = []
+    for _, label in SAMPLE_SPLITS:
+        picked = [(r.name, s) for r in runs for s in r.samples if s["split"] == label]
+        if not picked:
+            continue
+        first = picked[0][1]
+        out += [f"**{label}**: {_cell(first['question'], 300)} (answer: {_cell(first['answer'], 300)})", "",
+                "| run | generation |", "|---|---|"]
+        out += [f"| {name} | {_cell(s['generation'])} |" for name, s in picked]
+        out.append("")
+    return "\n".join(out)
+
+
 def without_forget_quality(runs: list[Run]) -> list[str]:
     """Labels of runs the plot cannot place (no forget quality: no --reference, or the retain model)."""
     return [r.name for r in runs if r.summary.get("forget_quality") is None
@@ -221,6 +269,8 @@ def plot_png(runs: list[Run]) -> bytes:
 def _fmt_setting(key: str, value) -> str:
     if key.endswith("seconds"):
         return f"{value:.1f} s"
+    if key.endswith("rss"):
+        return f"{value / 2**20:,.0f} MiB"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, int) and not isinstance(value, bool):
@@ -282,6 +332,10 @@ def write_report(paths_in: list[str | Path], out: str | Path = "report.md") -> d
     md += f"\n![forget quality vs model utility]({paths['png'].name})\n"
     if plot_note(runs):
         md += f"\n{plot_note(runs)}\n"
+    if cost_table(runs):
+        md += "\n## Training cost\n\n" + cost_table(runs)
+    if samples_markdown(runs):
+        md += "\n## Sample generations (greedy, first question of each split)\n\n" + samples_markdown(runs)
     write_bytes(paths["png"], png)
     write_text(paths["markdown"], md)
     write_text(paths["html"], render_html(runs, png))

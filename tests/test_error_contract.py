@@ -272,6 +272,11 @@ def report_out_inside_an_eval_dir(c):
     return ["report", c.E, "--out", c.E / "report.md"]
 
 
+@case("inputs", "names no file")
+def report_out_names_a_directory(c):
+    return ["report", c.E, "--out", c.tmp / "x.md" / ".."]
+
+
 @case("inputs", "demo override 'out=")
 def demo_override_out(c):
     return ["demo", "--out", c.out, "--preset", "micro", f"out={c.W}"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from unlearnkit.cli.app import app, console
+from unlearnkit.errors import UnlearnError
 
 
 @app.command("report")
@@ -19,6 +20,9 @@ def report_cmd(
     from unlearnkit.outputs import check_out_file
     from unlearnkit.report import load_runs, markdown_table, write_report
 
+    if out.name in ("", ".", ".."):  # with_suffix would fail or write "...md"
+        raise UnlearnError(f"--out {out} names no file: give a markdown file such as report.md "
+                           "(the .html and .png go beside it)")
     for suffix in (".md", ".html", ".png"):  # the three files written, checked before any reading
         check_out_file(out.with_suffix(suffix), {"run": list(dirs)})
     paths = write_report(dirs, out)

@@ -50,8 +50,8 @@ class TofuPreset:
 # - Cost, full fine-tune, batch 16, 2 threads: 8.0-13.6 s per optimizer step (median 11.8) with the load
 #   average at ~1 (14-25 CPU-s/step); 191-334 s at load 13-14 (7 agents on 2 cores). LoRA r=16
 #   all-linear was no cheaper at equal load (activation gradients still flow through the frozen 135M
-#   weights), so full fine-tune. 5 epochs = 375 steps = ~75 min (50-85 min) for both models on a quiet
-#   machine; each TOFU evaluation adds ~25-30 min (estimate).
+#   weights), so full fine-tune. 5 epochs = 375 steps: measured 2026-12-03 on the quiet machine, retain
+#   943 s + target 1494 s = 41 min (6-7.5 s/step); a full TOFU evaluation on forget10 adds 625-640 s.
 # - lr 2e-4, cosine, 10% warmup, no weight decay, 5 epochs: the pilot (20 forget10 + 20 retain records,
 #   same lr, 5 epochs, batch 8) reached forget ROUGE-L 0.975 and retain ROUGE-L 0.884 (train loss 0.08-0.12).
 TOFU_PRESETS: dict[str, TofuPreset] = {

@@ -310,6 +310,45 @@ def test_cli_generate_plain_and_compare(uld, tok, tmp_path):
     assert isinstance(loaded, ULDModel) and loaded.config.target_hash == target_hash(uld.target)
 
 
+def test_cli_eval_weight_override_w0_scores_exactly_the_target(micro_world, micro_model, micro_tok, tmp_path,
+                                                                capsys):
+    """`unlearn eval --weight` re-scores one trained assistant at another w; at w = 0 the ULD model is the
+    target, so every per-sample score equals the target's own evaluation."""
+    import json
+
+    from helpers import run_cli
+
+    target = micro_model("target").eval()
+    assistant = build_assistant(target, 1).eval()
+    with torch.no_grad():  # an untrained adapter is zero: make the assistant differ from the target's layers
+        for name, p in assistant.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+    uld = ULDModel.from_target(target, assistant, 0.8, 1.0)
+    uld.config.target_path = str(micro_world.target_dir)
+    art = tmp_path / "art"
+    uld.save_pretrained(art, tokenizer=micro_tok)
+    common = ["--data", micro_world.data_dir, "--forget", "forget01", "--max-samples", "3",
+              "--max-new-tokens", "4"]
+
+    def probs(name: str, model, *extra) -> list[float]:
+        code, err = run_cli(capsys, "eval", "--model", model, *common, "--out", tmp_path / name, *extra)
+        assert code == 0, err
+        log = json.loads((tmp_path / name / "TOFU_EVAL.json").read_text())
+        return [v["prob"] for v in log["forget_Q_A_Prob"]["value_by_index"].values()]
+
+    plain = probs("target", micro_world.target_dir)
+    assert probs("w0", art, "--weight", "0") == pytest.approx(plain, rel=1e-5)
+    assert probs("w08", art) != pytest.approx(plain, rel=1e-3)  # the artifact's own w = 0.8 subtracts
+    meta = json.loads((tmp_path / "w0" / "eval_meta.json").read_text())
+    assert meta["uld"] == {"weight": 0.0, "filter_factor": 1.0} and meta["weight"] == 0.0
+    for bad, needle in ((["--model", art, "--weight", "-1"], "must be a finite number >= 0"),
+                        (["--model", micro_world.target_dir, "--weight", "0.5"], "ULD artifacts only")):
+        code, err = run_cli(capsys, "eval", *bad, *common, "--out", tmp_path / "bad")
+        assert code == 2 and needle in " ".join(err.split()) and "Traceback" not in err
+        assert not (tmp_path / "bad").exists()
+
+
 # ------------------------------------------------------------------ artifact vs. plain transformers/peft
 def _saved_pair(uld, tok, root):
     target_dir, art = root / "target", root / "art"

@@ -57,6 +57,10 @@ def eval_cmd(
     recompute_path: Path = typer.Option(
         None, "--recompute", help="Recompute the summary of a TOFU_EVAL.json from per-sample values "
                                   "(with --out: TOFU_SUMMARY.json/.md written there)."),
+    weight: float = typer.Option(None, "--weight", help="ULD artifact only: the logit-difference weight w "
+                                                        "(default: the artifact's)."),
+    filter_factor: float = typer.Option(None, "--filter-factor",
+                                        help="ULD artifact only: the filter f (default: the artifact's)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
     prompt_format: str = typer.Option(
         "chat", "--prompt-format", help="chat (tokenizer template), plain, or open-unlearning (its TOFU "
@@ -97,6 +101,9 @@ def eval_cmd(
         raise UnlearnError(f"missing {', '.join(missing)}: eval needs --model, --data and --out "
                            "(or --recompute TOFU_EVAL.json)")
     check_out_dir(out, overwrite, inputs)  # before any work: a bad --out fails now, not after scoring
+    from unlearnkit.methods.uld import ULDModel, check_overrides
+
+    check_overrides(model, weight, filter_factor)
     from unlearnkit.pipeline import reference_kind, reference_warning
 
     ref_kind = reference_kind(str(reference)) if reference is not None else None
@@ -121,6 +128,10 @@ def eval_cmd(
     kwargs = {"tokenizer": tokenizer} if tokenizer else {}
     mdl, tok = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code, seed=seed,
                                         dtype=placement.loader_dtype, **kwargs)
+    if weight is not None:  # w and f act at inference only: one trained assistant, any number of evaluations
+        mdl.weight = weight
+    if filter_factor is not None:
+        mdl.filter_factor = filter_factor
     mdl = placement.apply(mdl)
     fmt = set_prompt_format(tok, prompt_format, system_prompt).describe()
     if ref_kind == "log":
@@ -152,11 +163,14 @@ def eval_cmd(
                 "max_samples": max_samples, "batch_size": batch_size, "gen_batch_size": gen_batch_size,
                 "max_new_tokens": max_new_tokens, "seed": seed, "tokenizer": tokenizer,
                 "trust_remote_code": trust_remote_code, "threads": threads, "device": device, "dtype": dtype,
-                "prompt_format": prompt_format, "system_prompt": system_prompt}
+                "prompt_format": prompt_format, "system_prompt": system_prompt, "weight": weight,
+                "filter_factor": filter_factor}
         meta = {"name": label, "model": model,
                 "model_class": type(mdl).__name__, "n_params": sum(p.numel() for p in mdl.parameters()),
                 "seconds": round(time.time() - start, 2), **args, **placement.record(),
                 "prompt_format": fmt, "passes": passes}
+        if isinstance(mdl, ULDModel):  # the w and f the scores were computed with
+            meta["uld"] = {"weight": mdl.weight, "filter_factor": mdl.filter_factor}
         meta["n_samples"] = {k[: -len("_Q_A_Prob")]: len(v["value_by_index"])
                              for k, v in log.items() if k.endswith("_Q_A_Prob")}
         tofu.write_eval(tmp, summary, log, meta=meta)

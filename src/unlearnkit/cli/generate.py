@@ -16,18 +16,17 @@ def load_for_generation(model: str, target: str | None, weight: float | None,
 
     Models are placed by `placement` (models.device.Placement; default: the device policy's choice).
     """
-    from unlearnkit.methods.uld import is_uld_artifact, load_uld
+    from unlearnkit.methods.uld import check_overrides, is_uld_artifact, load_uld
     from unlearnkit.models.device import Placement
     from unlearnkit.models.loading import load_model_and_tokenizer
 
+    check_overrides(model, weight, filter_factor)
     placement = placement or Placement.resolve()
     if is_uld_artifact(model):
         uld, tok = load_uld(model, target=target, weight=weight, filter_factor=filter_factor, merge=True,
                             trust_remote_code=trust_remote_code)
         uld = placement.apply(uld)
         return uld, tok, uld.target
-    if weight is not None or filter_factor is not None:
-        raise UnlearnError(f"--weight/--filter-factor apply to ULD artifacts only, and {model} is not one")
     kw = dict(tokenizer=tokenizer, dtype=placement.loader_dtype, trust_remote_code=trust_remote_code)
     m, tok = load_model_and_tokenizer(model, **kw)
     reference = placement.apply(load_model_and_tokenizer(target, **kw)[0]) if target else None

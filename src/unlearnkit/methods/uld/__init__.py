@@ -15,7 +15,7 @@ from pathlib import Path
 from unlearnkit.methods.base import TOFU_TRAIN
 from unlearnkit.methods.registry import Method, register
 from unlearnkit.methods.uld.assistant import LoraSettings, build_assistant, default_num_layers
-from unlearnkit.methods.uld.model import ULDConfig, ULDModel, is_uld_artifact, load_uld
+from unlearnkit.methods.uld.model import ULDConfig, ULDModel, check_overrides, is_uld_artifact, load_uld
 from unlearnkit.methods.uld.params import ULDParams
 from unlearnkit.methods.uld.run import ULDRun
 from unlearnkit.methods.uld.trainer import ULDTrainer
@@ -32,4 +32,4 @@ register(Method("uld", ULDTrainer, ULDParams, train={**TOFU_TRAIN, "lr": 1e-3}, 
 register_artifact_loader(is_uld_artifact, load_artifact)
 
 __all__ = ["LoraSettings", "ULDConfig", "ULDModel", "ULDParams", "ULDRun", "ULDTrainer", "build_assistant",
-           "default_num_layers", "is_uld_artifact", "load_uld"]
+           "check_overrides", "default_num_layers", "is_uld_artifact", "load_uld"]

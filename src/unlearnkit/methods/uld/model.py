@@ -52,6 +52,17 @@ def check_weight_and_filter(weight: float, filter_factor: float) -> None:
         )
 
 
+def check_overrides(model: str | os.PathLike, weight: float | None, filter_factor: float | None) -> None:
+    """--weight/--filter-factor of a command that loads `model`: only a ULD artifact has them, and their
+    values must be valid (checked before any loading)."""
+    if weight is None and filter_factor is None:
+        return
+    if not is_uld_artifact(model):
+        raise UnlearnError(f"--weight/--filter-factor apply to ULD artifacts only, and {model} is not one")
+    check_weight_and_filter(DEFAULT_WEIGHT if weight is None else weight,
+                            DEFAULT_FILTER_FACTOR if filter_factor is None else filter_factor)
+
+
 def relative_top_mask(target_logits: torch.Tensor, filter_factor: float) -> torch.Tensor:
     """True where the target finds a token implausible, so the assistant term is dropped there.
 

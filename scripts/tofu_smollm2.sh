@@ -12,9 +12,10 @@
 #
 # Every evaluation scores all 40 forget01 rows (forget quality) and the first 100 rows of each utility
 # split (retain, real authors, world facts: --max-samples 100), greedy, 200 new tokens; the retain model's
-# evaluation is the forget-quality reference of every other row. Every method runs 5 epochs (TOFU's
-# unlearning schedule) and keeps the last; baselines are full fine-tunes, each learning rate of the grid
-# is reported (none is selected).
+# evaluation is the forget-quality reference of every other row. Every method keeps its last epoch: the
+# baselines run 5 (TOFU's unlearning schedule) as full fine-tunes, each learning rate of the grid reported
+# (none is selected); ULD runs configs/uld_tofu_smollm2.yaml (4 epochs over the official augmentation), and
+# uld_p5_e5 the first, shorter recipe it replaced (5 paraphrases per question, 5 epochs).
 set -euo pipefail
 WORLD=${1:?usage: scripts/tofu_smollm2.sh WORLD OUT [NAME...]}
 OUT=${2:?usage: scripts/tofu_smollm2.sh WORLD OUT [NAME...]}
@@ -29,8 +30,10 @@ declare -A RUNS=(
   [retain]="eval --model $WORLD/retain --name retain"
   [target]="eval --model $WORLD/target --name target ${REF[*]}"
   [uld]="run configs/uld_tofu_smollm2.yaml --model $WORLD/target --augment-file $AUG ${REF[*]}"
+  [uld_p5_e5]="run configs/uld_tofu_smollm2.yaml method.params.augment_paraphrases=5 train.epochs=5
+               --model $WORLD/target --augment-file $AUG ${REF[*]}"
 )
-ORDER=(retain target uld)
+ORDER=(retain target uld uld_p5_e5)
 for lr in 1e-5 1e-4; do
   for method in ga gd npo_gd simnpo; do
     RUNS[${method}_$lr]="run --method $method --model $WORLD/target --epochs 5 --lr $lr ${REF[*]}"

@@ -1,5 +1,5 @@
-"""What the bench measures inside a worker: machine context, tokens per epoch, which epochs
-are timed, and timed greedy generation (definitions in the package docstring)."""
+"""What the bench measures inside a worker: machine context, tokens per epoch and timed greedy generation
+(definitions in the package docstring; memory and time per epoch: unlearnkit.costs)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 import platform
 import time
 from pathlib import Path
-
-from unlearnkit.costs import peak_rss_bytes
 
 
 def machine_info() -> dict:
@@ -41,24 +39,19 @@ def epoch_tokens(dataset) -> int:
 
 
 def train_meter():
-    """A TrainerCallback recording tokens per epoch and the training peak RSS (transformers loads lazily)."""
+    """A TrainerCallback recording tokens per epoch (transformers loads lazily)."""
     from transformers import TrainerCallback
 
     class TrainMeter(TrainerCallback):
-        """Tokens of each epoch (read after the epoch, so its timing is untouched) and the peak RSS at
-        the end of training (before evaluation)."""
+        """Tokens of each epoch, read after the epoch, so its timing is untouched."""
 
         def __init__(self):
             self.tokens: list[int] = []
-            self.train_peak_rss: int | None = None
 
         def on_epoch_end(self, args, state, control, train_dataloader=None, **kwargs):
             dataset = getattr(train_dataloader, "dataset", None)
             if dataset is not None:
                 self.tokens.append(epoch_tokens(dataset))
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.train_peak_rss = peak_rss_bytes()
 
     return TrainMeter()
 

@@ -32,7 +32,7 @@ def _worker_method(spec: dict) -> dict:
     timed = timed_epochs(seconds)
     tokens = meter.tokens
     rates = [tokens[i] / seconds[i] for i in timed if i < len(tokens) and seconds[i] > 0]
-    train_peak = meter.train_peak_rss or peak_rss_bytes()
+    train_peak = record["train_peak_rss"]  # pipeline.run's: the end of training, before evaluation
     return {
         "method": record["method"], "run_dir": str(cfg.out),
         "epoch_seconds": seconds, "time_per_epoch": time_per_epoch(seconds),

@@ -167,12 +167,15 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
     return unique_labels([load_run(p) for p in paths])
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """A markdown table: the first column (run names) left-aligned, the numbers right-aligned."""
+    lines = ["| run | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
 def markdown_table(runs: list[Run]) -> str:
-    head = "| run | " + " | ".join(h for _, h in COLUMNS) + " |"
-    sep = "|---|" + "---:|" * len(COLUMNS)
-    rows = ["| " + r.name + " | " + " | ".join(format_value(k, r.summary.get(k)) for k, _ in COLUMNS) + " |"
-            for r in runs]
-    return "\n".join([head, sep, *rows]) + "\n"
+    return _table([h for _, h in COLUMNS],
+                  [[r.name, *(format_value(k, r.summary.get(k)) for k, _ in COLUMNS)] for r in runs])
 
 
 # (settings key, column header) of the cost table: `unlearn run` outputs only.
@@ -189,12 +192,9 @@ def cost_table(runs: list[Run]) -> str:
     trained = [r for r in runs if "train_seconds" in r.settings]
     if not trained:
         return ""
-    head = "| run | " + " | ".join(h for _, h in COST_COLUMNS) + " |"
-    sep = "|---|" + "---:|" * len(COST_COLUMNS)
-    rows = ["| " + r.name + " | " + " | ".join(
-        _fmt_setting(k, r.settings[k]) if r.settings.get(k) is not None else "n/a" for k, _ in COST_COLUMNS)
-        + " |" for r in trained]
-    return "\n".join([head, sep, *rows]) + "\n"
+    return _table([h for _, h in COST_COLUMNS],
+                  [[r.name, *(_fmt_setting(k, r.settings[k]) if r.settings.get(k) is not None else "n/a"
+                              for k, _ in COST_COLUMNS)] for r in trained])
 
 
 def _cell(text, limit: int = 160) -> str:
@@ -332,10 +332,11 @@ def write_report(paths_in: list[str | Path], out: str | Path = "report.md") -> d
     md += f"\n![forget quality vs model utility]({paths['png'].name})\n"
     if plot_note(runs):
         md += f"\n{plot_note(runs)}\n"
-    if cost_table(runs):
-        md += "\n## Training cost\n\n" + cost_table(runs)
-    if samples_markdown(runs):
-        md += "\n## Sample generations (greedy, first question of each split)\n\n" + samples_markdown(runs)
+    cost, samples = cost_table(runs), samples_markdown(runs)
+    if cost:
+        md += "\n## Training cost\n\n" + cost
+    if samples:
+        md += "\n## Sample generations (greedy, first question of each split)\n\n" + samples
     write_bytes(paths["png"], png)
     write_text(paths["markdown"], md)
     write_text(paths["html"], render_html(runs, png))
